@@ -1,0 +1,100 @@
+"""python -m labkit {train,sample,prepare,evaluate,report} ... (each has --help)."""
+import argparse
+import sys
+from pathlib import Path
+
+from labkit import LabkitError
+
+
+def positive_int(text):
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def cmd_train(a):
+    from labkit.train import training_loop
+    run = training_loop(a.run_dir, resume=a.resume, model=a.model, profile=a.profile, data=a.data,
+                        epochs=a.epochs, batch=a.batch, lr=a.lr, optimizer=a.optimizer, beta=a.beta,
+                        gamma=a.gamma, g_loss=a.g_loss, latent=a.latent, width=a.width, limit=a.limit,
+                        seed=a.seed, device=a.device, fast=a.fast, log_every=a.log_every,
+                        ckpt_every=a.ckpt_every)
+    print(f"[labkit] done: {run}")
+
+
+def cmd_sample(a):
+    import torch
+    from labkit import data as D, plots
+    from labkit.train import load_nets
+    nets, o = load_nets(a.run, "cpu")
+    z = torch.randn(a.n, o["latent"], generator=torch.Generator().manual_seed(a.seed))
+    out = a.out or Path(a.run) / f"samples-seed{a.seed}.png"
+    plots.save_png(plots.grid(D.to_uint8(nets.sample(z)), nrow=a.nrow), out)
+    print(f"[labkit] {a.n} samples of {o['model']} -> {out}")
+
+
+def cmd_prepare(a):
+    from labkit.data import prepare
+    n_train, n_hold = prepare(a.src, a.out, holdout=a.holdout, partition=a.partition, limit=a.limit)
+    print(f"[labkit] {a.out}: {n_train} training and {n_hold} held-out images")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m labkit", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train vae (hw2), gan (hw3) or vaegan into a run folder")
+    t.add_argument("--model", choices=["vae", "gan", "vaegan"], required=True)
+    t.add_argument("--run-dir", required=True, help="folder for options, stats, grids, checkpoint")
+    t.add_argument("--profile", choices=["smoke", "full"], default="full", help="smoke: tiny CPU run; full: handout")
+    t.add_argument("--data", help="celeba64.h5 or its folder (default: $LABKIT_DATA, else synthetic faces)")
+    t.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
+    t.add_argument("--epochs", type=positive_int)
+    t.add_argument("--batch", type=positive_int)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--optimizer", choices=["rmsprop", "adam"])
+    t.add_argument("--beta", type=float, help="KL weight (default 1)")
+    t.add_argument("--gamma", type=float, help="L_llike weight in the decoder's loss (default 5)")
+    t.add_argument("--g-loss", choices=["nonsaturating", "saturating"])
+    t.add_argument("--latent", type=positive_int)
+    t.add_argument("--width", type=float, help="channel multiplier (1 = handout)")
+    t.add_argument("--limit", type=positive_int, help="train on the first N images")
+    t.add_argument("--seed", type=int)
+    t.add_argument("--device", help="auto, cpu or cuda")
+    t.add_argument("--fast", action=argparse.BooleanOptionalAction, default=None,
+                   help="bf16 autocast + torch.compile (default: on for cuda)")
+    t.add_argument("--log-every", type=positive_int)
+    t.add_argument("--ckpt-every", type=positive_int)
+    t.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("sample", help="a grid of prior samples from a trained run")
+    s.add_argument("run", help="run folder (or its checkpoint.pt)")
+    s.add_argument("--n", type=positive_int, default=64)
+    s.add_argument("--nrow", type=positive_int, default=8)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", help="PNG path (default: RUN/samples-seedS.png)")
+    s.set_defaults(func=cmd_sample)
+
+    r = sub.add_parser("prepare", help="build celeba64.h5 / celeba64_holdout.h5 from img_align_celeba")
+    r.add_argument("src", help="img_align_celeba folder or zip")
+    r.add_argument("--out", required=True, help="output folder")
+    r.add_argument("--holdout", type=int, default=2000, help="hold out the last N ids (default 2000)")
+    r.add_argument("--partition", help="list_eval_partition.txt: train+val for training, test held out")
+    r.add_argument("--limit", type=positive_int, help="only the first N images")
+    r.set_defaults(func=cmd_prepare)
+
+    a = p.parse_args(argv)
+    try:
+        a.func(a)
+    except LabkitError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: the last checkpoint is kept; continue with --resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

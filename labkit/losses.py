@@ -1,0 +1,90 @@
+"""Losses of the three models, and which network each one trains.
+
+Reduction convention (the handout's gamma = 5 only means something with one): every
+reconstruction term is a mean over its elements and the batch, and the KL term is the per-image
+sum over latent dimensions divided by the number of elements of the reconstruction target. So
+L_prior + L_llike is the paper's negative ELBO (Gaussian likelihood, sigma = 1) divided by a
+constant, and gamma weighs a per-element feature error against a per-image GAN loss. The authors'
+code sums instead, hence their gamma of 1e-6 (see the reproduction notes).
+
+GAN losses work on logits (the discriminator's sigmoid is inside BCE-with-logits):
+  discriminator:            -log D(x) - sum over fakes of log(1 - D(fake))
+  generator "saturating":    sum over fakes of log(1 - D(fake))     (= -L_D, the paper's form)
+  generator "nonsaturating": sum over fakes of -log D(fake)         (Goodfellow's practical form)
+"""
+import torch
+import torch.nn.functional as F
+
+G_LOSSES = ("nonsaturating", "saturating")
+
+
+def kl_prior(mu, logvar, per):
+    """KL(q(z|x) || N(0, I)) summed over latent dims, batch mean, divided by `per` elements."""
+    kl = 0.5 * (mu.float().square() + logvar.float().exp() - 1.0 - logvar.float()).sum(1)
+    return kl.mean() / per
+
+
+def gaussian_llike(target, recon):
+    """-log N(target | recon, I) per element (up to a constant): 0.5 * mean squared error."""
+    return 0.5 * F.mse_loss(recon.float(), target.float())
+
+
+def discriminator_loss(real_logit, fake_logits):
+    real = F.binary_cross_entropy_with_logits(real_logit.float(), torch.ones_like(real_logit, dtype=torch.float32))
+    fakes = sum(F.binary_cross_entropy_with_logits(f.float(), torch.zeros_like(f, dtype=torch.float32))
+                for f in fake_logits)
+    return real + fakes
+
+
+def generator_loss(fake_logits, kind):
+    if kind == "nonsaturating":
+        return sum(F.binary_cross_entropy_with_logits(f.float(), torch.ones_like(f, dtype=torch.float32))
+                   for f in fake_logits)
+    if kind == "saturating":
+        return -sum(F.binary_cross_entropy_with_logits(f.float(), torch.zeros_like(f, dtype=torch.float32))
+                    for f in fake_logits)
+    raise ValueError(f"unknown generator loss {kind!r}; choose one of {', '.join(G_LOSSES)}")
+
+
+def reparameterize(mu, logvar, generator):
+    eps = torch.randn(mu.shape, device=mu.device, dtype=mu.dtype, generator=generator)
+    return mu + eps * (0.5 * logvar).exp()
+
+
+def compute_losses(nets, x, generator, beta=1.0, gamma=5.0, g_loss="nonsaturating"):
+    """One forward pass of `nets.model` on batch x.
+
+    Returns (losses, objectives): `losses` are the logged scalars; `objectives` maps each network
+    name ("enc", "dec", "dis") to the loss whose gradient that network, and only it, follows.
+    """
+    model, n = nets.model, x.shape[0]
+    if model == "vae":
+        mu, logvar = nets.enc(x)
+        recon = nets.dec(reparameterize(mu, logvar, generator))
+        rec = gaussian_llike(x, recon)
+        prior = kl_prior(mu, logvar, per=x[0].numel())
+        total = rec + beta * prior
+        return {"rec": rec, "kl": prior}, {"enc": total, "dec": total}
+
+    z_p = torch.randn(n, nets.latent, device=x.device, dtype=x.dtype, generator=generator)
+    if model == "gan":
+        # One discriminator pass over real and fake keeps BatchNorm statistics shared.
+        logits, _ = nets.dis(torch.cat([x, nets.dec(z_p)]))
+        real, fake = logits.split(n)
+        d_loss, g = discriminator_loss(real, [fake]), generator_loss([fake], g_loss)
+        return {"d": d_loss, "g": g}, {"dis": d_loss, "dec": g}
+
+    # VAE-GAN, Algorithm 1.
+    mu, logvar = nets.enc(x)
+    recon = nets.dec(reparameterize(mu, logvar, generator))
+    x_p = nets.dec(z_p)
+    logits, feats = nets.dis(torch.cat([x, recon, x_p]))
+    real, fake_rec, fake_p = logits.split(n)
+    feat_real, feat_rec, _ = feats.split(n)
+    # Dis_l(x) is the target: no gradient flows into D through it from the encoder/decoder loss.
+    llike = gaussian_llike(feat_real.detach(), feat_rec)
+    prior = kl_prior(mu, logvar, per=feat_rec[0].numel())
+    d_loss = discriminator_loss(real, [fake_rec, fake_p])
+    g = generator_loss([fake_rec, fake_p], g_loss)
+    return ({"kl": prior, "llike": llike, "d": d_loss, "g": g},
+            {"enc": beta * prior + llike, "dec": gamma * llike + g, "dis": d_loss})

@@ -1,0 +1,132 @@
+"""The handout's three networks (Larsen et al. 2016, Table in the lab handout).
+
+Every layer follows the handout's tables: 64x64 RGB input, kernel 5 everywhere, latent 2048.
+`width` scales every channel count and hidden FC size so that tests and CPU smoke runs can use
+the same code at a fraction of the cost; width=1 is the handout's exact network.
+"""
+import torch
+from torch import nn
+
+IMAGE_SIZE = 64
+
+
+def _ch(n, width):
+    return max(1, round(n * width))
+
+
+def _conv(cin, cout, stride, norm=True):
+    # BN + ReLU after every conv but the discriminator's first, as in the paper's architecture.
+    layers = [nn.Conv2d(cin, cout, 5, stride, 2, bias=not norm)]
+    if norm:
+        layers.append(nn.BatchNorm2d(cout))
+    layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+def _deconv(cin, cout):
+    return nn.Sequential(nn.ConvTranspose2d(cin, cout, 5, 2, 2, output_padding=1, bias=False),
+                         nn.BatchNorm2d(cout), nn.ReLU())
+
+
+def _fc_bn_relu(fin, fout):
+    return nn.Sequential(nn.Linear(fin, fout, bias=False), nn.BatchNorm1d(fout), nn.ReLU())
+
+
+class Encoder(nn.Module):
+    """x (B,3,64,64) in [-1,1] -> (mu, logvar), each (B, latent)."""
+
+    def __init__(self, latent=2048, width=1.0):
+        super().__init__()
+        c1, c2, c3 = _ch(64, width), _ch(128, width), _ch(256, width)
+        hidden = _ch(2048, width)
+        self.convs = nn.Sequential(_conv(3, c1, 2), _conv(c1, c2, 2), _conv(c2, c3, 2), nn.Flatten())
+        # The handout gives mean and log-variance separate FC -> BN -> ReLU branches from Conv3.
+        self.mean = nn.Sequential(_fc_bn_relu(c3 * 8 * 8, hidden), nn.Linear(hidden, latent))
+        self.logvar = nn.Sequential(_fc_bn_relu(c3 * 8 * 8, hidden), nn.Linear(hidden, latent))
+
+    def forward(self, x):
+        h = self.convs(x)
+        return self.mean(h), self.logvar(h)
+
+
+class Decoder(nn.Module):
+    """z (B, latent) -> image (B,3,64,64) in [-1,1]. Also the GAN's generator."""
+
+    def __init__(self, latent=2048, width=1.0):
+        super().__init__()
+        self.c0 = _ch(256, width)
+        c1, c2, c3 = _ch(256, width), _ch(128, width), _ch(32, width)
+        self.fc = _fc_bn_relu(latent, self.c0 * 8 * 8)
+        self.deconvs = nn.Sequential(
+            _deconv(self.c0, c1), _deconv(c1, c2), _deconv(c2, c3),
+            nn.ConvTranspose2d(c3, 3, 5, 1, 2), nn.Tanh())
+
+    def forward(self, z):
+        return self.deconvs(self.fc(z).view(-1, self.c0, 8, 8))
+
+
+class Discriminator(nn.Module):
+    """x -> (logit (B,), features (B, C, 8, 8)).
+
+    `features` is Dis_l, the representation the feature-wise reconstruction loss compares: the
+    4th conv's output before its BatchNorm and ReLU, as in the paper and the authors' code.
+    The handout's final sigmoid is folded into the losses (BCE-with-logits), which computes the
+    same quantity without the overflow of log(sigmoid) and stays safe under autocast; use
+    `torch.sigmoid(logit)` for the probability D(x).
+    """
+
+    def __init__(self, width=1.0):
+        super().__init__()
+        c1, c2, c3, c4 = _ch(32, width), _ch(128, width), _ch(256, width), _ch(256, width)
+        self.convs = nn.Sequential(_conv(3, c1, 1, norm=False), _conv(c1, c2, 2), _conv(c2, c3, 2))
+        self.layer_l = nn.Conv2d(c3, c4, 5, 2, 2, bias=False)
+        self.head = nn.Sequential(nn.BatchNorm2d(c4), nn.ReLU(), nn.Flatten(),
+                                  nn.Linear(c4 * 8 * 8, _ch(1024, width)), nn.ELU(),
+                                  nn.Linear(_ch(1024, width), 1))
+
+    def forward(self, x):
+        features = self.layer_l(self.convs(x))
+        return self.head(features).squeeze(1), features
+
+
+class Nets(nn.Module):
+    """The networks one model trains, so that one state_dict holds a whole run's weights."""
+
+    def __init__(self, model, latent=2048, width=1.0):
+        super().__init__()
+        if model not in MODELS:
+            raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
+        self.model, self.latent = model, latent
+        if MODELS[model]["encoder"]:
+            self.enc = Encoder(latent, width)
+        self.dec = Decoder(latent, width)
+        if MODELS[model]["discriminator"]:
+            self.dis = Discriminator(width)
+
+    @torch.no_grad()
+    def reconstruct(self, x):
+        """Decode the posterior mean: the deterministic reconstruction shown in figures."""
+        return self.dec(self.enc(x)[0])
+
+    @torch.no_grad()
+    def sample(self, z):
+        return self.dec(z)
+
+
+# The factory: which networks each model owns. hw2 = VAE, hw3 = GAN.
+MODELS = {
+    "vae": {"encoder": True, "discriminator": False, "title": "VAE (hw2)"},
+    "gan": {"encoder": False, "discriminator": True, "title": "GAN (hw3)"},
+    "vaegan": {"encoder": True, "discriminator": True, "title": "VAE-GAN"},
+}
+
+
+def init_weights(module):
+    # DCGAN's N(0, 0.02) for conv/linear weights, N(1, 0.02) for BN scales.
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)

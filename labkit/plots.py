@@ -1,0 +1,82 @@
+"""Image grids and figures. Images arrive as uint8 NCHW tensors or arrays."""
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torchvision.utils import make_grid
+
+
+def grid(images, nrow=8, pad=2):
+    """uint8 NCHW -> one HWC uint8 array, white gutters."""
+    images = torch.as_tensor(np.asarray(images))
+    return make_grid(images, nrow=nrow, padding=pad, pad_value=255).permute(1, 2, 0).numpy()
+
+
+def interleave(real, recon, nrow=8):
+    """Rows of originals, each followed by the row of their reconstructions."""
+    real, recon = torch.as_tensor(np.asarray(real)), torch.as_tensor(np.asarray(recon))
+    n = (len(real) // nrow) * nrow
+    pairs = torch.stack([real[:n].view(-1, nrow, *real.shape[1:]), recon[:n].view(-1, nrow, *real.shape[1:])], 1)
+    return pairs.reshape(-1, *real.shape[1:])
+
+
+def save_png(array, path):
+    from PIL import Image
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.ascontiguousarray(array)).save(path)
+
+
+def panels(named_images, path=None, nrow=8, title=None, scale=1.0):
+    """Side-by-side grids with a title over each: the comparison figures of the report."""
+    import matplotlib.pyplot as plt
+    arrays = {k: grid(v, nrow) for k, v in named_images.items()}
+    h, w = next(iter(arrays.values())).shape[:2]
+    fig, axes = plt.subplots(1, len(arrays), figsize=(scale * 3.2 * len(arrays) * w / h, scale * 3.6), squeeze=False)
+    for ax, (name, arr) in zip(axes[0], arrays.items()):
+        ax.imshow(arr, interpolation="nearest")
+        ax.set_title(name, fontsize=11)
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=12)
+    fig.tight_layout()
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+    return fig
+
+
+def read_stats(run_dir):
+    """The run's stats.jsonl as a list of dicts; a torn last line (a crash mid-write) is skipped."""
+    rows = []
+    path = Path(run_dir) / "stats.jsonl"
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return rows
+
+
+def loss_curves(runs, path=None):
+    """One panel per run (title -> run folder), every logged loss against images seen."""
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, len(runs), figsize=(4.2 * len(runs), 3.2), squeeze=False)
+    for ax, (name, run_dir) in zip(axes[0], runs.items()):
+        rows = read_stats(run_dir)
+        keys = [k for k in (rows[0] if rows else {}) if k.startswith("loss/")]
+        for k in keys:
+            ax.plot([r["kimg"] for r in rows], [r[k] for r in rows], label=k[5:])
+        ax.set_title(name)
+        ax.set_xlabel("thousand images seen")
+        ax.grid(alpha=0.3)
+        if keys:
+            ax.legend(fontsize=8)
+            if all(r[k] > 0 for r in rows for k in keys):
+                ax.set_yscale("log")
+    fig.tight_layout()
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+    return fig
