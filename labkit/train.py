@@ -119,23 +119,31 @@ def make_optimizers(nets, o, device):
     return opts
 
 
-def train_step(nets, opts, x, generator, o, autocast=False):
-    """One update of every network, each from its own loss, then all steps together.
+def backward_routed(nets, objectives):
+    """Each network's gradient from its own objective only (Algorithm 1's three updates).
 
-    Algorithm 1 takes all three gradients at the same parameters. `backward(inputs=...)`
-    accumulates each objective's gradient into its own network's parameters only, so no
-    loss leaks into another network (no retain of stale grads, no requires_grad toggling).
+    `backward(inputs=...)` accumulates an objective's gradient into the listed parameters and
+    nowhere else, so the discriminator never sees L_llike, the encoder never sees the GAN loss,
+    without detaching copies or toggling requires_grad. Networks sharing one objective (the
+    VAE's encoder and decoder) share one backward pass.
     """
-    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=autocast):
-        losses, objectives = compute_losses(nets, x, generator, o["beta"], o["gamma"], o["g_loss"])
-    for opt in opts.values():
-        opt.zero_grad(set_to_none=True)
     groups = {}
     for name, objective in objectives.items():
         groups.setdefault(id(objective), (objective, []))[1].append(name)
     for i, (objective, names) in enumerate(groups.values()):
         params = [p for n in names for p in getattr(nets, n).parameters()]
         objective.backward(inputs=params, retain_graph=i < len(groups) - 1)
+
+
+def train_step(nets, opts, x, generator, o, autocast=False):
+    """One update of every network. All gradients are taken at the same parameters, then all
+    optimizers step, as in Algorithm 1 (stepping one network before another's backward on the
+    same graph is what breaks older ports on modern PyTorch)."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=autocast):
+        losses, objectives = compute_losses(nets, x, generator, o["beta"], o["gamma"], o["g_loss"])
+    for opt in opts.values():
+        opt.zero_grad(set_to_none=True)
+    backward_routed(nets, objectives)
     for opt in opts.values():
         opt.step()
     return {k: v.detach() for k, v in losses.items()}

@@ -1,0 +1,44 @@
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from labkit import data as D
+
+TINY = dict(width=1 / 16, latent=16)  # channels 4/8/16: milliseconds per step on a CPU
+
+
+# Read once at import: the autouse fixture below hides LABKIT_DATA from the code under test.
+_SHARED = D.resolve_data(os.environ.get("LABKIT_DATA"))
+
+
+def shared_data():
+    """The real celeba64.h5 when LABKIT_DATA points at it (CI sets it), else None."""
+    return _SHARED if _SHARED is not None and _SHARED.is_file() else None
+
+
+def write_h5(path, images, key="images"):
+    with h5py.File(path, "w") as f:
+        f.create_dataset(key, data=images)
+    return Path(path)
+
+
+@pytest.fixture
+def celeba_like(tmp_path):
+    """A small CelebA-shaped training + holdout pair made of synthetic faces."""
+    write_h5(tmp_path / D.TRAIN_FILE, D.synthetic_images(96, seed=3))
+    write_h5(tmp_path / D.HOLDOUT_FILE, D.synthetic_images(64, seed=4))
+    return tmp_path / D.TRAIN_FILE
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_data(monkeypatch):
+    # Tests choose their data explicitly; LABKIT_DATA is read through shared_data() only.
+    monkeypatch.delenv("LABKIT_DATA", raising=False)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)

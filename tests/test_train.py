@@ -1,0 +1,123 @@
+import json
+
+import pytest
+import torch
+
+from labkit import LabkitError, data as D
+from labkit.models import Nets, init_weights
+from labkit.plots import read_stats
+from labkit.train import load_nets, make_optimizers, options, train_step, training_loop
+
+from conftest import TINY
+
+RUN = dict(profile="smoke", epochs=2, batch=16, limit=64, log_every=2, ckpt_every=3, progress=False, **TINY)
+
+
+def overfit(model, steps, freeze=(), **kw):
+    """Train on one fixed batch; return pixel MSE of its reconstructions before and after."""
+    o = options(**{**dict(model=model, profile="smoke", optimizer="adam", lr=2e-3, **TINY), **kw})
+    torch.manual_seed(0)
+    nets = Nets(model, o["latent"], o["width"])
+    nets.apply(init_weights)
+    opts = {k: v for k, v in make_optimizers(nets, o, torch.device("cpu")).items() if k not in freeze}
+    x = D.to_float(torch.from_numpy(D.synthetic_images(16, seed=5)))
+    g = torch.Generator().manual_seed(0)
+
+    def error():
+        nets.eval()
+        e = (nets.reconstruct(x) - x).square().mean().item()
+        nets.train()
+        return e
+
+    before = error()
+    history = [train_step(nets, opts, x, g, o) for _ in range(steps)]
+    return before, error(), history
+
+
+def test_tiny_vae_overfits_one_batch():
+    before, after, history = overfit("vae", 150)
+    assert after < 0.45 * before
+    assert history[-1]["rec"] < 0.4 * history[0]["rec"]
+
+
+def test_tiny_vaegan_reconstruction_path_overfits_one_batch():
+    # With D held fixed, Dis_l is a fixed feature space, and the VAE-GAN's reconstruction
+    # error is the feature-wise L_llike (pixels are not its objective): it must fall steeply.
+    _, _, history = overfit("vaegan", 150, freeze=("dis",))
+    assert history[-1]["llike"] < 0.3 * history[0]["llike"]
+
+
+def test_tiny_vaegan_discriminator_learns_and_nothing_diverges():
+    # On one batch D wins (it can memorise 16 images); its loss must fall from 3 ln 2.
+    _, _, history = overfit("vaegan", 100, lr=1e-3)
+    assert history[-1]["d"] < 0.25 * history[0]["d"]
+    assert all(torch.isfinite(v) for h in history for v in h.values())
+
+
+def test_same_seed_same_losses(tmp_path):
+    training_loop(tmp_path / "a", model="vaegan", **RUN)
+    training_loop(tmp_path / "b", model="vaegan", **RUN)
+    a, b = read_stats(tmp_path / "a"), read_stats(tmp_path / "b")
+    assert [r["loss/llike"] for r in a] == [r["loss/llike"] for r in b] and len(a) >= 4
+    training_loop(tmp_path / "c", model="vaegan", **dict(RUN, seed=1))
+    assert [r["loss/llike"] for r in read_stats(tmp_path / "c")] != [r["loss/llike"] for r in a]
+
+
+def test_run_folder_contents(tmp_path):
+    training_loop(tmp_path, model="vae", **RUN)
+    o = json.loads((tmp_path / "options.json").read_text())
+    assert o["model"] == "vae" and o["g_loss"] == "nonsaturating" and o["gamma"] == 5.0 and o["steps"] == 8
+    assert "synthetic" in o["data_used"]
+    assert sorted(p.name for p in (tmp_path / "grids").iterdir()) == ["epoch-0001.png", "epoch-0002.png"]
+    assert read_stats(tmp_path)[-1]["step"] == 8
+
+
+def test_checkpoint_round_trip_gives_identical_samples(tmp_path):
+    training_loop(tmp_path, model="gan", **RUN)
+    nets, o = load_nets(tmp_path)
+    again, _ = load_nets(tmp_path / "checkpoint.pt")
+    z = torch.randn(8, o["latent"])
+    torch.testing.assert_close(nets.sample(z), again.sample(z), rtol=0, atol=0)
+    # weights_only: the file holds tensors and plain values only.
+    torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+
+
+@pytest.mark.parametrize("model", ["vae", "gan", "vaegan"])
+def test_resume_continues_the_same_loss_curve(tmp_path, model):
+    training_loop(tmp_path / "straight", model=model, **dict(RUN, epochs=3))
+    training_loop(tmp_path / "resumed", model=model, **dict(RUN, epochs=1))
+    training_loop(tmp_path / "resumed", model=model, resume=True, **dict(RUN, epochs=3))
+    assert read_stats(tmp_path / "straight") == [
+        {**r, "seconds": s["seconds"]} for r, s in zip(read_stats(tmp_path / "resumed"), read_stats(tmp_path / "straight"))]
+
+
+def test_resume_refuses_a_different_model_size(tmp_path):
+    training_loop(tmp_path, model="vae", **RUN)
+    with pytest.raises(LabkitError, match="latent=16 .now 32."):
+        training_loop(tmp_path, model="vae", resume=True, **dict(RUN, latent=32))
+    with pytest.raises(LabkitError, match="already holds a run"):
+        training_loop(tmp_path, model="vae", **RUN)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(model="dcgan"), "unknown model 'dcgan'"),
+    (dict(profile="huge"), "unknown profile 'huge'"),
+    (dict(epochs=0), "epochs must be a positive integer"),
+    (dict(batch=-4), "batch must be a positive integer"),
+    (dict(lr=0.0), r"lr must be in \(0, 1\]"),
+    (dict(lr=float("nan")), r"lr must be in"),
+    (dict(gamma=-5), r"gamma must be in"),
+    (dict(beta=0), r"beta must be in"),
+    (dict(width=0), r"width must be in"),
+    (dict(g_loss="hinge"), "unknown generator loss 'hinge'"),
+    (dict(device="tpu"), "device must be auto, cpu or cuda"),
+])
+def test_bad_settings_fail_before_any_work(tmp_path, bad, message):
+    with pytest.raises(LabkitError, match=message):
+        training_loop(tmp_path / "run", **{**RUN, **bad})
+    assert not (tmp_path / "run").exists()
+
+
+def test_batch_larger_than_data_is_a_clear_error(tmp_path):
+    with pytest.raises(LabkitError, match="batch 128 is larger than the training set"):
+        training_loop(tmp_path, model="vae", **dict(RUN, batch=128))
