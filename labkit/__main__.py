@@ -40,6 +40,14 @@ def cmd_prepare(a):
     print(f"[labkit] {a.out}: {n_train} training and {n_hold} held-out images")
 
 
+def cmd_evaluate(a):
+    from labkit.metrics import evaluate, table
+    out = a.out or Path(a.runs[0]).parent / "metrics.json"
+    results = evaluate(a.runs, data=a.data, n=a.n, weights=a.inception_weights, seed=a.seed, out=out, n_ref=a.n_ref)
+    print(table(results))
+    print(f"[labkit] {out} ({results['protocol']['seconds']} s)")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m labkit", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -83,6 +91,16 @@ def main(argv=None):
     r.add_argument("--partition", help="list_eval_partition.txt: train+val for training, test held out")
     r.add_argument("--limit", type=positive_int, help="only the first N images")
     r.set_defaults(func=cmd_prepare)
+
+    e = sub.add_parser("evaluate", help="FID/KID, MSE/SSIM and sharpness of trained runs on held-out faces")
+    e.add_argument("runs", nargs="+", help="run folders")
+    e.add_argument("--data", help="celeba64.h5 or its folder; the held-out file beside it is the reference")
+    e.add_argument("--n", type=positive_int, default=10_000, help="generated images per set (default 10000)")
+    e.add_argument("--n-ref", type=positive_int, help="held-out reference images (default: all)")
+    e.add_argument("--inception-weights", help="local FID Inception weights (default: $LABKIT_INCEPTION, else download)")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--out", help="JSON path (default: metrics.json beside the first run)")
+    e.set_defaults(func=cmd_evaluate)
 
     a = p.parse_args(argv)
     try:

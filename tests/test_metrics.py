@@ -1,0 +1,105 @@
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from labkit import data as D, metrics as M
+from labkit.__main__ import main
+from labkit.train import training_loop
+
+from conftest import TINY
+
+
+def tiny_extractor():
+    """A fixed random conv net standing in for Inception: no weights needed."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 16, 5, 2), nn.ReLU(), nn.Conv2d(16, 32, 5, 2), nn.ReLU(),
+                        nn.AdaptiveAvgPool2d(2), nn.Flatten()).eval()
+    return lambda images: net(images.float() / 127.5 - 1)
+
+
+def faces(n, seed):
+    return torch.from_numpy(D.synthetic_images(n, seed=seed))
+
+
+def blur(images, k=5):
+    x = images.float()
+    x = nn.functional.avg_pool2d(x, k, 1, k // 2, count_include_pad=False)
+    return x.round().clamp(0, 255).to(torch.uint8)
+
+
+def test_fid_is_zero_on_identical_sets_and_grows_with_damage():
+    ext, real = tiny_extractor(), faces(300, 1)
+    fr = M.features(ext, real)
+    assert abs(M.fid(fr, fr)) < 1e-6
+    other = M.features(ext, faces(300, 2))  # same distribution, other draws
+    noisy = M.features(ext, (real.float() + torch.randn(real.shape) * 40).clamp(0, 255).to(torch.uint8))
+    blurred = M.features(ext, blur(real, 7))
+    assert M.fid(fr, other) < M.fid(fr, blurred) and M.fid(fr, other) < M.fid(fr, noisy)
+    very_noisy = M.features(ext, (real.float() + torch.randn(real.shape) * 90).clamp(0, 255).to(torch.uint8))
+    assert M.fid(fr, noisy) < M.fid(fr, very_noisy)
+
+
+def test_kid_sign_and_scale():
+    ext = tiny_extractor()
+    a, b = M.features(ext, faces(300, 1)), M.features(ext, faces(300, 2))
+    same, _ = M.kid(a, b, subsets=20)
+    far, _ = M.kid(a, M.features(ext, blur(faces(300, 1), 9)), subsets=20)
+    assert abs(same) < far and far > 0  # unbiased: near 0 (either sign) for one distribution
+
+
+def test_sharpness_and_reconstruction_errors():
+    real = faces(16, 1)
+    assert M.sharpness(blur(real)) < 0.5 * M.sharpness(real)
+    mse, ssim = M.recon_errors(real, real)
+    assert mse == 0 and ssim == pytest.approx(1.0)
+    mse, ssim = M.recon_errors(real, blur(real))
+    assert mse > 0 and ssim < 0.95
+
+
+def test_expost_gaussian_matches_the_fitted_moments():
+    mu = torch.randn(4000, 3) @ torch.tensor([[2.0, 0, 0], [0.5, 1, 0], [0, 0, 0.1]]) + 3
+    z = M.expost_gaussian(mu, 20000, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(z.mean(0), mu.mean(0), atol=0.05, rtol=0)
+    torch.testing.assert_close(torch.cov(z.T), torch.cov(mu.T), atol=0.08, rtol=0.05)
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    for model in ("vae", "gan"):
+        training_loop(root / model, model=model, profile="smoke", epochs=1, batch=16, limit=64, progress=False, **TINY)
+    return root
+
+
+def test_evaluate_writes_the_protocol_and_every_metric(two_runs, tmp_path):
+    out = tmp_path / "m.json"
+    M.evaluate([two_runs / "vae", two_runs / "gan"], n=120, out=out, extractor=tiny_extractor(), n_train=200,
+               n_ref=300)
+    r = json.loads(out.read_text())
+    p = r["protocol"]
+    assert p["generated_count"] == 120 and p["reference_count"] == 300 and p["expost_fit_count"] == 200
+    assert {"reference", "weights", "seed", "commit", "torch", "seconds", "sharpness_real"} <= set(p)
+    vae, gan = r["runs"]["vae"], r["runs"]["gan"]
+    assert {"fid_prior", "fid_recon", "fid_expost", "kid_prior", "mse", "ssim", "sharpness_recon"} <= set(vae)
+    assert "fid_recon" not in gan and "fid_prior" in gan and gan["options"]["g_loss"] == "nonsaturating"
+    assert "| FID prior samples |" in M.table(r)
+
+
+def test_evaluate_cli_with_real_inception_weights(two_runs, tmp_path, capsys):
+    weights = os.environ.get("LABKIT_INCEPTION")
+    if not weights or not Path(weights).is_file():
+        pytest.skip("LABKIT_INCEPTION does not point at local FID Inception weights")
+    out = tmp_path / "m.json"
+    assert main(["evaluate", str(two_runs / "vae"), "--n", "16", "--n-ref", "16", "--out", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["protocol"]["weights"] == weights and r["runs"]["vae"]["fid_prior"] > 0
+    assert "FID prior samples" in capsys.readouterr().out
+
+
+def test_missing_weights_file_is_a_clear_error(two_runs, capsys):
+    assert main(["evaluate", str(two_runs / "vae"), "--inception-weights", "/nowhere.pth"]) == 2
+    assert "no such Inception weights file" in capsys.readouterr().err
