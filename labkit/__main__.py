@@ -48,6 +48,13 @@ def cmd_evaluate(a):
     print(f"[labkit] {out} ({results['protocol']['seconds']} s)")
 
 
+def cmd_report(a):
+    from labkit.report import build_report
+    paths = build_report(a.profile, a.build, a.data, epochs=a.epochs, limit=a.limit, eval_n=a.eval_n, n_ref=a.n_ref)
+    for kind, path in paths.items():
+        print(f"[labkit] report ({kind}): {path}")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m labkit", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -101,6 +108,17 @@ def main(argv=None):
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--out", help="JSON path (default: metrics.json beside the first run)")
     e.set_defaults(func=cmd_evaluate)
+
+    rp = sub.add_parser("report", help="run the notebooks with papermill and export the report (PDF, HTML)")
+    rp.add_argument("--profile", choices=["auto", "smoke", "full"], default="auto",
+                    help="auto: full with a GPU and CelebA, else smoke")
+    rp.add_argument("--build", default="build", help="folder for executed notebooks, runs and the report")
+    rp.add_argument("--data", help="celeba64.h5 or its folder (default: $LABKIT_DATA, else synthetic faces)")
+    rp.add_argument("--epochs", type=positive_int, help="override the profile's epochs")
+    rp.add_argument("--limit", type=positive_int, help="override the profile's training-set size")
+    rp.add_argument("--eval-n", type=positive_int, help="generated images per FID set")
+    rp.add_argument("--n-ref", type=positive_int, help="held-out reference images for FID")
+    rp.set_defaults(func=cmd_report)
 
     a = p.parse_args(argv)
     try:

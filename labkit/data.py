@@ -105,6 +105,14 @@ def holdout_path(train_path):
     return path if path.is_file() else None
 
 
+def grid_faces(train_path, n=64):
+    """The fixed faces every figure reconstructs: the first held-out ones (never trained on)
+    when a held-out file exists, else the first training ones, else synthetic (seed 1)."""
+    if train_path is None:
+        return torch.from_numpy(synthetic_images(n, seed=1))
+    return load_images(holdout_path(train_path) or train_path, limit=n)
+
+
 def load_images(path, device="cpu", limit=None):
     """The whole uint8 array (N, 3, 64, 64) as a tensor on `device`: the training fast path."""
     n = validate_h5(path)

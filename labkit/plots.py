@@ -27,13 +27,15 @@ def save_png(array, path):
     Image.fromarray(np.ascontiguousarray(array)).save(path)
 
 
-def panels(named_images, path=None, nrow=8, title=None, scale=1.0):
-    """Side-by-side grids with a title over each: the comparison figures of the report."""
+def panels(named_images, path=None, nrow=8, title=None, scale=1.0, stacked=False):
+    """Grids side by side (or `stacked` one above the other), a title over each: the comparison
+    figures of the report."""
     import matplotlib.pyplot as plt
     arrays = {k: grid(v, nrow) for k, v in named_images.items()}
     h, w = next(iter(arrays.values())).shape[:2]
-    fig, axes = plt.subplots(1, len(arrays), figsize=(scale * 3.2 * len(arrays) * w / h, scale * 3.6), squeeze=False)
-    for ax, (name, arr) in zip(axes[0], arrays.items()):
+    rows, cols = (len(arrays), 1) if stacked else (1, len(arrays))
+    fig, axes = plt.subplots(rows, cols, figsize=(scale * 3.2 * cols * w / h, scale * 3.6 * rows), squeeze=False)
+    for ax, (name, arr) in zip(axes.flat, arrays.items()):
         ax.imshow(arr, interpolation="nearest")
         ax.set_title(name, fontsize=11)
         ax.axis("off")

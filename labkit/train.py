@@ -96,15 +96,12 @@ def resolve_device(name):
 def training_data(o, device):
     """(train images, grid faces) as uint8 tensors, and a line saying what the data is."""
     path = D.resolve_data(o["data"])
+    faces = D.grid_faces(path, N_GRID)
     if path is None:
         images = torch.from_numpy(D.synthetic_images(o["limit"] or 4096, seed=0)).to(device)
-        faces = torch.from_numpy(D.synthetic_images(N_GRID, seed=1))
-        return images, faces, f"synthetic faces ({len(images)} images). {D.GET_CELEBA}"
+        return images, faces, f"synthetic faces ({len(images)} images; no CelebA found)"
     images = D.load_images(path, device, o["limit"])
-    hold = D.holdout_path(path)
-    # Reconstructions are of faces the model never trained on whenever a held-out file exists.
-    faces = D.load_images(hold, limit=N_GRID) if hold else D.load_images(path, limit=N_GRID)
-    return images, faces, f"{path} ({len(images)} images; grid faces from {hold or path})"
+    return images, faces, f"{path} ({len(images)} images; grid faces from {D.holdout_path(path) or path})"
 
 
 def make_optimizers(nets, o, device):

@@ -1,0 +1,85 @@
+"""Walking the latent space: principal directions, interpolation, the paper's attribute vectors."""
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from labkit import LabkitError, data as D
+from labkit.metrics import encode_all
+
+
+def read_attributes(path):
+    """CelebA's list_attr_celeba.txt -> (names, int8 array (N, 40) of +-1), rows in id order."""
+    lines = Path(path).read_text().splitlines()
+    try:
+        names = lines[1].split()
+        rows = np.array([[int(v) for v in line.split()[1:]] for line in lines[2:] if line.strip()], np.int8)
+    except (IndexError, ValueError):
+        raise LabkitError(f"{path}: not in list_attr_celeba format (count line, names line, rows)") from None
+    if rows.shape[1] != len(names):
+        raise LabkitError(f"{path}: {rows.shape[1]} values per row for {len(names)} attribute names")
+    return names, rows
+
+
+def find_attributes(train_path):
+    """The attribute file beside the training data, or None (synthetic data has none)."""
+    if train_path is None:
+        return None
+    found = sorted(Path(train_path).parent.glob("list_attr_celeba*.txt"))
+    return found[0] if found else None
+
+
+@torch.no_grad()
+def attribute_vectors(nets, images_u8, attributes, names, wanted):
+    """Mean latent code of faces with an attribute minus the mean of faces without (Larsen et al. 5.2).
+
+    `attributes` rows must be in the order of `images_u8` (CelebA id order, as `prepare` writes)."""
+    mu = encode_all(nets, images_u8)
+    attrs = torch.from_numpy(attributes[: len(mu)])
+    out = {}
+    for name in wanted:
+        if name not in names:
+            raise LabkitError(f"unknown attribute {name!r}; CelebA has {', '.join(names)}")
+        has = attrs[:, names.index(name)] > 0
+        if has.all() or not has.any():
+            raise LabkitError(f"attribute {name!r} is on every face or on none: no direction to take")
+        out[name] = mu[has].mean(0) - mu[~has].mean(0)
+    return out
+
+
+@torch.no_grad()
+def principal_directions(nets, images_u8, k=4):
+    """The k strongest principal directions of encoded faces, each scaled to one standard deviation."""
+    mu = encode_all(nets, images_u8)
+    centred = mu - mu.mean(0)
+    _, s, v = torch.linalg.svd(centred, full_matrices=False)
+    std = s[:k] / max(1, len(mu) - 1) ** 0.5
+    return {f"PC{i + 1}": v[i] * std[i] for i in range(min(k, len(std)))}
+
+
+def interpolate(z_a, z_b, steps=8):
+    t = torch.linspace(0, 1, steps).unsqueeze(1)
+    return (1 - t) * z_a + t * z_b
+
+
+@torch.no_grad()
+def interpolation_rows(nets, pairs_u8, steps=8):
+    """For each (face A, face B): A, the decoded path from A's code to B's, B."""
+    rows = []
+    for a, b in pairs_u8:
+        za, zb = nets.enc(D.to_float(torch.stack([a, b])))[0]
+        path = D.to_uint8(nets.dec(interpolate(za, zb, steps)))
+        rows.append(torch.cat([a[None], path, b[None]]))
+    return torch.cat(rows)
+
+
+@torch.no_grad()
+def attribute_rows(nets, faces_u8, vectors, strengths=(-1.5, -0.75, 0, 0.75, 1.5)):
+    """For each face and attribute: the face, then its code plus each strength times the vector."""
+    z = nets.enc(D.to_float(faces_u8))[0]
+    rows = []
+    for i, face in enumerate(faces_u8):
+        for vec in vectors.values():
+            codes = torch.stack([z[i] + s * vec for s in strengths])
+            rows.append(torch.cat([face[None], D.to_uint8(nets.dec(codes))]))
+    return torch.cat(rows)

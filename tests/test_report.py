@@ -1,0 +1,72 @@
+import json
+import shutil
+
+import pytest
+import torch
+from PIL import Image
+
+from labkit import data as D
+from labkit.models import Nets, init_weights
+from labkit.report import ROOT, build_report, pdf_text
+from labkit.widgets import LatentExplorer
+
+from conftest import shared_data
+
+FIGURES = {"data_faces.png", "loss_vae.png", "loss_gan.png", "loss_vaegan.png", "reconstructions.png",
+           "samples.png", "loss_curves.png", "interpolation.png", "zoom_recon_eyes.png", "zoom_recon_hair.png",
+           "zoom_samples.png", "demo_directions.png"}
+
+
+def test_latent_sliders_change_the_decoded_face():
+    torch.manual_seed(0)
+    nets = Nets("vaegan", 16, 1 / 16)
+    nets.apply(init_weights)
+    faces = torch.from_numpy(D.synthetic_images(3))
+    ex = LatentExplorer(nets, faces, {"up": torch.ones(16), "down": -torch.ones(16)})
+    first = bytes(ex.image.value)
+    assert first.startswith(b"\x89PNG")
+    ex.sliders["up"].value = 2.0
+    moved = bytes(ex.image.value)
+    assert moved != first
+    ex.sliders["down"].value = 2.0  # cancels "up" exactly
+    assert bytes(ex.image.value) == first
+    ex.blend.value = 1.0
+    assert bytes(ex.image.value) != first
+    ex.reset.click()
+    assert all(s.value == 0 for s in ex.sliders.values())
+
+
+@pytest.mark.slow
+def test_smoke_report_end_to_end(tmp_path):
+    committed = {p.name: p.stat().st_mtime for p in (ROOT / "figures").glob("*")}
+    data = shared_data()
+    paths = build_report("smoke", tmp_path, data=str(data) if data else None, epochs=1, limit=256, eval_n=16, n_ref=16)
+
+    for name in ("01_data", "02_train_vae", "02_train_gan", "02_train_vaegan", "03_results", "04_discussion", "05_demo"):
+        nb = json.loads((tmp_path / f"{name}.ipynb").read_text())
+        errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o["output_type"] == "error"]
+        assert not errors, name
+    demo = (tmp_path / "05_demo.ipynb").read_text()
+    assert "sliders respond" in demo
+
+    figures = tmp_path / "figures"
+    expected = FIGURES | ({"attributes.png"} if data else set())
+    assert expected <= {p.name for p in figures.glob("*.png")}
+    for name in expected:
+        with Image.open(figures / name) as img:
+            img.verify()
+        with Image.open(figures / name) as img:
+            assert img.width >= 300 and img.height >= 150, name
+    assert {p.name: p.stat().st_mtime for p in (ROOT / "figures").glob("*")} == committed
+
+    metrics = json.loads((tmp_path / "runs" / "metrics.json").read_text()) if (tmp_path / "runs" / "metrics.json").exists() else None
+    if metrics:
+        assert set(metrics["runs"]) == {"vae", "gan", "vaegan"}
+
+    assert paths["html"].stat().st_size > 100_000  # figures are embedded
+    if shutil.which("xelatex") and shutil.which("pandoc"):
+        text = pdf_text(paths["pdf"])
+        for title in ("Introduction", "Experiment setups", "How the VAE-GAN is implemented",
+                      "Which generator loss was used", "Results", "Discussion", "Demo"):
+            assert title in text, title
+        assert "non-saturating" in text
