@@ -30,7 +30,9 @@ def test_latent_sliders_change_the_decoded_face():
     assert moved != first
     ex.sliders["down"].value = 2.0  # cancels "up" exactly
     assert bytes(ex.image.value) == first
+    ex.codes = torch.randn(3, 16, generator=torch.Generator().manual_seed(0)) * 3  # untrained: codes ~ 0
     ex.blend.value = 1.0
+    torch.testing.assert_close(ex.code(), ex.codes[1] + 2 * torch.ones(16) - 2 * torch.ones(16))
     assert bytes(ex.image.value) != first
     ex.reset.click()
     assert all(s.value == 0 for s in ex.sliders.values())
