@@ -19,7 +19,7 @@ def cmd_train(a):
                         epochs=a.epochs, batch=a.batch, lr=a.lr, optimizer=a.optimizer, beta=a.beta,
                         gamma=a.gamma, g_loss=a.g_loss, latent=a.latent, width=a.width, limit=a.limit,
                         seed=a.seed, device=a.device, fast=a.fast, log_every=a.log_every,
-                        ckpt_every=a.ckpt_every)
+                        ckpt_every=a.ckpt_every, on_nan=a.on_nan, sync_bn=a.sync_bn)
     print(f"[labkit] done: {run}")
 
 
@@ -81,6 +81,8 @@ def main(argv=None):
                    help="bf16 autocast + torch.compile (default: on for cuda)")
     t.add_argument("--log-every", type=positive_int)
     t.add_argument("--ckpt-every", type=positive_int)
+    t.add_argument("--sync-bn", action="store_true", default=None, help="under torchrun on GPUs: SyncBatchNorm")
+    t.add_argument("--on-nan", choices=["stop", "rollback"], help="stop (default) or roll back and halve lr")
     t.set_defaults(func=cmd_train)
 
     s = sub.add_parser("sample", help="a grid of prior samples from a trained run")

@@ -117,6 +117,10 @@ def load_images(path, device="cpu", limit=None):
     """The whole uint8 array (N, 3, 64, 64) as a tensor on `device`: the training fast path."""
     n = validate_h5(path)
     n = n if limit is None else min(n, limit)
+    need, free = n * 3 * 64 * 64, os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    if need > 0.8 * free:
+        raise LabkitError(f"{path}: {n:,} images need {need / 2**30:.1f} GiB, more than this machine has free "
+                          f"({free / 2**30:.1f} GiB): use --limit")
     try:
         with h5py.File(path, "r") as f:
             array = f[list(f.keys())[0]][:n]

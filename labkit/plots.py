@@ -66,7 +66,7 @@ def loss_curves(runs, path=None):
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, len(runs), figsize=(4.2 * len(runs), 3.2), squeeze=False)
     for ax, (name, run_dir) in zip(axes[0], runs.items()):
-        rows = read_stats(run_dir)
+        rows = [r for r in read_stats(run_dir) if "kimg" in r]
         keys = [k for k in (rows[0] if rows else {}) if k.startswith("loss/")]
         for k in keys:
             ax.plot([r["kimg"] for r in rows], [r[k] for r in rows], label=k[5:])

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from labkit import LabkitError, data as D, plots
 from labkit.losses import G_LOSSES, compute_losses
@@ -26,6 +27,10 @@ PROFILES = {
     "full": dict(width=1.0, latent=2048, epochs=100, batch=64, limit=None, log_every=50, ckpt_every=1000),
 }
 OPTIMIZERS = ("rmsprop", "adam")
+ON_NAN = ("stop", "rollback")
+MAX_ROLLBACKS = 3
+# Samples of the fixed noise this much less spread than real faces trigger the collapse warning.
+COLLAPSE_RATIO = 0.15
 GRID_SEED = 1234  # fixed noise and fixed faces: every model's grids show the same inputs
 N_GRID = 64
 
@@ -51,6 +56,8 @@ def options(**overrides):
         fast=None,               # bf16 autocast + torch.compile; None: on for cuda, off for cpu
         log_every=50,            # steps between stats lines (and the only host syncs of a step)
         ckpt_every=1000,         # steps between checkpoints; also one at every epoch end
+        on_nan="stop",           # stop: keep the last good checkpoint and exit; rollback: reload it, halve lr, go on
+        sync_bn=False,           # under torchrun on GPUs: BatchNorm statistics over the global batch
     )
     profile = overrides.get("profile") or opts["profile"]
     if profile not in PROFILES:
@@ -79,6 +86,8 @@ def check_options(o):
         value = o[key]
         if not isinstance(value, (int, float)) or not math.isfinite(value) or not low < value <= high:
             problems.append(f"{key} must be in ({low}, {high}], got {value!r}")
+    if o["on_nan"] not in ON_NAN:
+        problems.append(f"on_nan must be one of {', '.join(ON_NAN)}, got {o['on_nan']!r}")
     if o["device"] not in ("auto", "cpu") and not str(o["device"]).startswith("cuda"):
         problems.append(f"device must be auto, cpu or cuda[:N], got {o['device']!r}")
     if problems:
@@ -132,18 +141,43 @@ def backward_routed(nets, objectives):
         objective.backward(inputs=params, retain_graph=i < len(groups) - 1)
 
 
-def train_step(nets, opts, x, generator, o, autocast=False):
+def train_step(nets, opts, x, generator, o, autocast=False, shard=(0, 1)):
     """One update of every network. All gradients are taken at the same parameters, then all
     optimizers step, as in Algorithm 1 (stepping one network before another's backward on the
     same graph is what breaks older ports on modern PyTorch)."""
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=autocast):
-        losses, objectives = compute_losses(nets, x, generator, o["beta"], o["gamma"], o["g_loss"])
+        losses, objectives = compute_losses(nets, x, generator, o["beta"], o["gamma"], o["g_loss"], shard)
     for opt in opts.values():
         opt.zero_grad(set_to_none=True)
     backward_routed(nets, objectives)
+    if shard[1] > 1:
+        average_gradients(nets, shard[1])
     for opt in opts.values():
         opt.step()
     return {k: v.detach() for k, v in losses.items()}
+
+
+def distributed():
+    """(rank, world size) under torchrun, after joining its process group; (0, 1) otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), world
+
+
+def average_gradients(nets, world):
+    """Mean gradient over ranks, as one flat all-reduce: each rank's losses are means over
+    equal shards, so this is the gradient of the global batch."""
+    grads = [p.grad for p in nets.parameters() if p.grad is not None]
+    flat = torch.cat([g.flatten() for g in grads])
+    dist.all_reduce(flat)
+    flat /= world
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
 
 
 def git_commit():
@@ -228,11 +262,19 @@ def run_lock(run_dir):
 # ----------------------------------------------------------------------------------------------
 # the loop
 
+def diversity(images_u8):
+    """Mean pairwise distance between images (pixels in [0, 1]): near 0 when samples collapse."""
+    x = images_u8.float().flatten(1) / 255
+    return torch.pdist(x).mean().item() / x.shape[1] ** 0.5
+
+
 def write_grid(nets, faces, noise, path):
-    """Reconstructions of the fixed faces (rows: original, reconstruction) beside fixed-noise samples."""
+    """Reconstructions of the fixed faces (rows: original, reconstruction) beside fixed-noise
+    samples. Returns the samples' diversity relative to the faces'."""
     was_training = nets.training
     nets.eval()
     samples = D.to_uint8(nets.sample(noise)).cpu()
+    spread = diversity(samples) / max(diversity(faces.cpu()), 1e-8)
     parts = [plots.grid(samples)]
     if hasattr(nets, "enc"):
         # 32 faces as 4 original/reconstruction row pairs: as tall as the 8x8 sample grid.
@@ -242,6 +284,7 @@ def write_grid(nets, faces, noise, path):
     gap = np.full((parts[0].shape[0], 8, 3), 255, np.uint8)
     plots.save_png(np.concatenate([p for part in parts for p in (part, gap)][:-1], axis=1), path)
     nets.train(was_training)
+    return spread
 
 
 def fixed_noise(latent, n=N_GRID):
@@ -253,13 +296,32 @@ def training_loop(run_dir, resume=False, progress=True, **kwargs):
     o = options(**kwargs)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    with run_lock(run_dir):
-        return _train(run_dir, o, resume, progress)
+    rank, _ = distributed()
+    # Under torchrun only rank 0 writes into the run folder, so only it takes the lock.
+    with run_lock(run_dir) if rank == 0 else contextlib.nullcontext():
+        for rollback in range(MAX_ROLLBACKS + 1):
+            try:
+                return _train(run_dir, o, resume, progress)
+            except Diverged as e:
+                if o["on_nan"] != "rollback" or rollback == MAX_ROLLBACKS or not (run_dir / "checkpoint.pt").is_file():
+                    raise
+                o = dict(o, lr=o["lr"] / 2)
+                resume = True
+                print(f"[labkit] {e}\n[labkit] rolling back to the last checkpoint with lr {o['lr']:g}", flush=True)
 
 
 def _train(run_dir, o, resume, progress):
     from tqdm import tqdm
+    rank, world = distributed()
+    if o["batch"] % world:
+        raise LabkitError(f"batch {o['batch']} does not split over {world} processes")
+    shard, local = (rank, world), o["batch"] // world
     device = resolve_device(o["device"])
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    writer = rank == 0
+    progress = progress and writer
     fast = device.type == "cuda" if o["fast"] is None else o["fast"]
     images, faces, data_note = training_data(o, device)
     steps_per_epoch = len(images) // o["batch"]
@@ -268,8 +330,11 @@ def _train(run_dir, o, resume, progress):
     total = steps_per_epoch * o["epochs"]
 
     torch.manual_seed(o["seed"])
-    nets = Nets(o["model"], o["latent"], o["width"]).to(device)
+    nets = Nets(o["model"], o["latent"], o["width"])
     nets.apply(init_weights)
+    if o["sync_bn"] and world > 1:
+        nets = torch.nn.SyncBatchNorm.convert_sync_batchnorm(nets)
+    nets = nets.to(device)
     opts = make_optimizers(nets, o, device)
     generator = torch.Generator(device).manual_seed(o["seed"])
     step, ckpt = 0, run_dir / "checkpoint.pt"
@@ -283,15 +348,18 @@ def _train(run_dir, o, resume, progress):
         load_weights(nets, state["nets"], ckpt)
         for k, opt in opts.items():
             opt.load_state_dict(state["opts"][k])
+            for group in opt.param_groups:  # a new --lr (or a rollback's) applies on resume
+                group["lr"] = o["lr"]
         generator.set_state(state["rng"])
         step = state["step"]
     elif ckpt.is_file():
         raise LabkitError(f"{run_dir}: already holds a run; pass --resume to continue it or choose another folder")
 
-    o_record = dict(o, device=str(device), fast=fast, data_used=data_note, steps=total,
+    o_record = dict(o, device=str(device), fast=fast, data_used=data_note, steps=total, processes=world,
                     torch=torch.__version__, commit=git_commit())
-    (run_dir / "options.json").write_text(json.dumps(o_record, indent=2) + "\n")
-    _truncate_stats(run_dir / "stats.jsonl", step)
+    if writer:
+        (run_dir / "options.json").write_text(json.dumps(o_record, indent=2) + "\n")
+        _truncate_stats(run_dir / "stats.jsonl", step)
     if progress:
         print(f"[labkit] {MODELS[o['model']]['title']} on {device}; data: {data_note}")
 
@@ -301,13 +369,14 @@ def _train(run_dir, o, resume, progress):
     noise = fixed_noise(o["latent"]).to(device)
     window, order, t0 = [], None, time.time()
     bar = tqdm(total=total, initial=step, desc=o["model"], unit="step", disable=not progress, dynamic_ncols=True)
-    with open(run_dir / "stats.jsonl", "a") as stats:
+    with open(run_dir / "stats.jsonl", "a") if writer else contextlib.nullcontext() as stats:
         while step < total:
             epoch, i = divmod(step, steps_per_epoch)
             if i == 0 or order is None:
                 order = D.epoch_order(len(images), epoch, o["seed"]).to(device)
-            idx = order[i * o["batch"]:(i + 1) * o["batch"]]
-            window.append(train_step(nets, opts, D.to_float(images[idx]), generator, o, autocast=fast))
+            start = i * o["batch"] + rank * local
+            idx = order[start:start + local]
+            window.append(train_step(nets, opts, D.to_float(images[idx]), generator, o, autocast=fast, shard=shard))
             step += 1
             bar.update(1)
             epoch_end = step % steps_per_epoch == 0
@@ -315,15 +384,22 @@ def _train(run_dir, o, resume, progress):
             if save or step % o["log_every"] == 0:
                 # The step's only host sync: losses are checked before any checkpoint is written,
                 # so a checkpoint never holds a diverged model.
-                row = _log_row(window, step, steps_per_epoch, o, time.time() - t0)
+                row = _log_row(window, step, steps_per_epoch, o, time.time() - t0, world)
+                window = []
+                if not writer:
+                    continue
                 stats.write(json.dumps(row) + "\n")
                 stats.flush()
                 bar.set_postfix({k[5:]: f"{v:.3g}" for k, v in row.items() if k.startswith("loss/")})
-                window = []
                 if save:
                     save_checkpoint(ckpt, nets, opts, step, generator, o)
                 if epoch_end:
-                    write_grid(nets, faces.to(device), noise, run_dir / "grids" / f"epoch-{step // steps_per_epoch:04d}.png")
+                    spread = write_grid(nets, faces.to(device), noise, run_dir / "grids" / f"epoch-{step // steps_per_epoch:04d}.png")
+                    stats.write(json.dumps({"step": step, "epoch": step // steps_per_epoch, "sample_diversity": round(spread, 4)}) + "\n")
+                    stats.flush()
+                    if spread < COLLAPSE_RATIO:
+                        print(f"[labkit] warning: mode collapse? samples of different noise vectors differ {spread:.0%} "
+                              f"as much as real faces do (epoch {step // steps_per_epoch})", flush=True)
     bar.close()
     return run_dir
 
@@ -332,9 +408,14 @@ class Diverged(LabkitError):
     pass
 
 
-def _log_row(window, step, steps_per_epoch, o, seconds):
-    """Mean losses of the steps since the last row; a non-finite one names its first step."""
-    stacked = {k: torch.stack([w[k] for w in window]).float().cpu() for k in window[0]}
+def _log_row(window, step, steps_per_epoch, o, seconds, world=1):
+    """Mean losses of the steps since the last row (over all ranks); a non-finite one names its first step."""
+    stacked = {k: torch.stack([w[k] for w in window]).float() for k in window[0]}
+    if world > 1:
+        flat = torch.stack(list(stacked.values()))
+        dist.all_reduce(flat)
+        stacked = dict(zip(stacked, flat / world))
+    stacked = {k: v.cpu() for k, v in stacked.items()}
     finite = {k: torch.isfinite(v) for k, v in stacked.items()}
     if not all(f.all() for f in finite.values()):
         first = min((int((~f).nonzero()[0]), k) for k, f in finite.items() if not f.all())
