@@ -46,27 +46,34 @@ def generator_loss(fake_logits, kind):
     raise ValueError(f"unknown generator loss {kind!r}; choose one of {', '.join(G_LOSSES)}")
 
 
-def reparameterize(mu, logvar, generator):
-    eps = torch.randn(mu.shape, device=mu.device, dtype=mu.dtype, generator=generator)
-    return mu + eps * (0.5 * logvar).exp()
+def noise(n, dim, like, generator, shard=(0, 1)):
+    """N(0, I) noise for this process's n rows of the global batch: every rank draws the whole
+    batch's noise and keeps its slice, so k ranks see exactly the noise one process would."""
+    rank, world = shard
+    full = torch.randn(n * world, dim, device=like.device, dtype=like.dtype, generator=generator)
+    return full[rank * n:(rank + 1) * n]
 
 
-def compute_losses(nets, x, generator, beta=1.0, gamma=5.0, g_loss="nonsaturating"):
-    """One forward pass of `nets.model` on batch x.
+def compute_losses(nets, x, generator, beta=1.0, gamma=5.0, g_loss="nonsaturating", shard=(0, 1)):
+    """One forward pass of `nets.model` on batch x (this process's `shard` of the global batch).
 
     Returns (losses, objectives): `losses` are the logged scalars; `objectives` maps each network
     name ("enc", "dec", "dis") to the loss whose gradient that network, and only it, follows.
     """
     model, n = nets.model, x.shape[0]
+
+    def reparameterize(mu, logvar):
+        return mu + noise(n, mu.shape[1], mu, generator, shard) * (0.5 * logvar).exp()
+
     if model == "vae":
         mu, logvar = nets.enc(x)
-        recon = nets.dec(reparameterize(mu, logvar, generator))
+        recon = nets.dec(reparameterize(mu, logvar))
         rec = gaussian_llike(x, recon)
         prior = kl_prior(mu, logvar, per=x[0].numel())
         total = rec + beta * prior
         return {"rec": rec, "kl": prior}, {"enc": total, "dec": total}
 
-    z_p = torch.randn(n, nets.latent, device=x.device, dtype=x.dtype, generator=generator)
+    z_p = noise(n, nets.latent, x, generator, shard)
     if model == "gan":
         # One discriminator pass over real and fake keeps BatchNorm statistics shared.
         logits, _ = nets.dis(torch.cat([x, nets.dec(z_p)]))
@@ -76,7 +83,7 @@ def compute_losses(nets, x, generator, beta=1.0, gamma=5.0, g_loss="nonsaturatin
 
     # VAE-GAN, Algorithm 1.
     mu, logvar = nets.enc(x)
-    recon = nets.dec(reparameterize(mu, logvar, generator))
+    recon = nets.dec(reparameterize(mu, logvar))
     x_p = nets.dec(z_p)
     logits, feats = nets.dis(torch.cat([x, recon, x_p]))
     real, fake_rec, fake_p = logits.split(n)
