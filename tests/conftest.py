@@ -6,17 +6,24 @@ import numpy as np
 import pytest
 
 from labkit import data as D
+from labkit.plots import read_stats
 
 TINY = dict(width=1 / 16, latent=16)  # channels 4/8/16: milliseconds per step on a CPU
 
 
-# Read once at import: the autouse fixture below hides LABKIT_DATA from the code under test.
-_SHARED = D.resolve_data(os.environ.get("LABKIT_DATA"))
+# Read once, then hidden from the code under test (and its subprocesses) for the whole session,
+# so that every fixture, whatever its scope, trains on the data its test names.
+_SHARED = D.resolve_data(os.environ.pop("LABKIT_DATA", None))
 
 
 def shared_data():
     """The real celeba64.h5 when LABKIT_DATA points at it (CI sets it), else None."""
     return _SHARED if _SHARED is not None and _SHARED.is_file() else None
+
+
+def loss_rows(run):
+    """stats.jsonl without its wall-clock field: what two equivalent runs must share exactly."""
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in read_stats(run)]
 
 
 def write_h5(path, images, key="images"):
@@ -31,12 +38,6 @@ def celeba_like(tmp_path):
     write_h5(tmp_path / D.TRAIN_FILE, D.synthetic_images(96, seed=3))
     write_h5(tmp_path / D.HOLDOUT_FILE, D.synthetic_images(64, seed=4))
     return tmp_path / D.TRAIN_FILE
-
-
-@pytest.fixture(autouse=True)
-def _no_ambient_data(monkeypatch):
-    # Tests choose their data explicitly; LABKIT_DATA is read through shared_data() only.
-    monkeypatch.delenv("LABKIT_DATA", raising=False)
 
 
 @pytest.fixture

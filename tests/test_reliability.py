@@ -13,15 +13,11 @@ import torch
 from labkit import LabkitError, data as D, train as T
 from labkit.plots import read_stats
 
-from conftest import TINY
+from conftest import TINY, loss_rows as losses
 
 SETTINGS = dict(model="vaegan", profile="smoke", epochs=3, batch=16, limit=128, log_every=1, ckpt_every=5, **TINY)
 CLI = ["--model", "vaegan", "--profile", "smoke", "--epochs", "3", "--batch", "16", "--limit", "128",
        "--log-every", "1", "--ckpt-every", "5", "--width", "0.0625", "--latent", "16"]
-
-
-def losses(run):
-    return [{k: v for k, v in r.items() if k != "seconds"} for r in read_stats(run)]
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +111,22 @@ def test_nan_stops_naming_step_and_loss_and_keeps_a_resumable_checkpoint(tmp_pat
     monkeypatch.undo()
     T.training_loop(tmp_path, resume=True, progress=False, **SETTINGS)
     assert losses(tmp_path) == straight
+
+
+def test_non_finite_weights_are_never_checkpointed(tmp_path, monkeypatch):
+    real_step, calls = T.train_step, [0]
+
+    def blows_up_at_step_10(nets, *args, **kwargs):
+        out = real_step(nets, *args, **kwargs)  # this step's losses were finite...
+        calls[0] += 1
+        if calls[0] == 10:  # ...but its update left an infinite weight, just before a checkpoint
+            next(nets.dec.parameters()).data.fill_(float("inf"))
+        return out
+    monkeypatch.setattr(T, "train_step", blows_up_at_step_10)
+    with pytest.raises(T.Diverged, match="step 10: the weights became non-finite"):
+        T.training_loop(tmp_path, progress=False, **SETTINGS)
+    state = T.load_checkpoint(tmp_path)
+    assert state["step"] == 8 and all(torch.isfinite(v).all() for v in state["nets"].values())
 
 
 def test_rollback_reloads_the_checkpoint_and_halves_the_lr(tmp_path, monkeypatch, capsys):

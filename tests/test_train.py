@@ -8,7 +8,7 @@ from labkit.models import Nets, init_weights
 from labkit.plots import read_stats
 from labkit.train import load_nets, make_optimizers, options, train_step, training_loop
 
-from conftest import TINY
+from conftest import TINY, loss_rows
 
 RUN = dict(profile="smoke", epochs=2, batch=16, limit=64, log_every=2, ckpt_every=3, progress=False, **TINY)
 
@@ -57,10 +57,10 @@ def test_tiny_vaegan_discriminator_learns_and_nothing_diverges():
 def test_same_seed_same_losses(tmp_path):
     training_loop(tmp_path / "a", model="vaegan", **RUN)
     training_loop(tmp_path / "b", model="vaegan", **RUN)
-    a, b = read_stats(tmp_path / "a"), read_stats(tmp_path / "b")
-    assert [r["loss/llike"] for r in a] == [r["loss/llike"] for r in b] and len(a) >= 4
+    a = loss_rows(tmp_path / "a")
+    assert a == loss_rows(tmp_path / "b") and len(a) >= 4
     training_loop(tmp_path / "c", model="vaegan", **dict(RUN, seed=1))
-    assert [r["loss/llike"] for r in read_stats(tmp_path / "c")] != [r["loss/llike"] for r in a]
+    assert loss_rows(tmp_path / "c") != a
 
 
 def test_run_folder_contents(tmp_path):
@@ -87,8 +87,7 @@ def test_resume_continues_the_same_loss_curve(tmp_path, model):
     training_loop(tmp_path / "straight", model=model, **dict(RUN, epochs=3))
     training_loop(tmp_path / "resumed", model=model, **dict(RUN, epochs=1))
     training_loop(tmp_path / "resumed", model=model, resume=True, **dict(RUN, epochs=3))
-    assert read_stats(tmp_path / "straight") == [
-        {**r, "seconds": s["seconds"]} for r, s in zip(read_stats(tmp_path / "resumed"), read_stats(tmp_path / "straight"))]
+    assert loss_rows(tmp_path / "resumed") == loss_rows(tmp_path / "straight")
 
 
 def test_resume_refuses_a_different_model_size(tmp_path):
