@@ -83,10 +83,19 @@ def test_kill_during_a_checkpoint_write_keeps_the_previous_checkpoint(tmp_path, 
     assert losses(run) == straight
 
 
+@pytest.mark.slow
 def test_two_processes_cannot_train_into_one_run_folder(tmp_path):
-    with T.run_lock(tmp_path):
+    proc = start(tmp_path)
+    try:
+        while not read_stats(tmp_path):
+            assert proc.poll() is None, proc.stderr.read().decode()[-500:]
+            time.sleep(0.01)
         with pytest.raises(LabkitError, match="another process is training into this run folder"):
-            T.training_loop(tmp_path, progress=False, **SETTINGS)
+            T.training_loop(tmp_path, resume=True, progress=False, **SETTINGS)
+    finally:
+        proc.kill()
+        proc.wait()
+    T.training_loop(tmp_path, resume=True, progress=False, **SETTINGS)  # the lock died with its process
 
 
 def nan_at(monkeypatch, steps):
