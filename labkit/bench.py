@@ -107,7 +107,7 @@ def main(argv=None):
     lines = []
     with tempfile.TemporaryDirectory() as tmp:
         h5 = Path(tmp) / "bench.h5"
-        D._write_h5(h5, images.cpu().numpy())
+        D.write_images_h5(h5, images.cpu().numpy())
         for size in a.sizes:
             for model in a.models:
                 flops = flops_per_image(model, size, device)

@@ -202,7 +202,7 @@ def crop_resize(jpeg_bytes):
     return np.asarray(img.resize((64, 64), Image.LANCZOS, box=box)).transpose(2, 0, 1)
 
 
-def _write_h5(path, images):
+def write_images_h5(path, images):
     with h5py.File(path, "w") as f:
         f.create_dataset("images", data=images, chunks=(1, 3, 64, 64), compression="gzip", compression_opts=9)
 
@@ -230,7 +230,7 @@ def prepare(src, out, holdout=2000, partition=None, limit=None, progress=True):
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     mask = np.array(is_holdout)
-    _write_h5(out / TRAIN_FILE, images[~mask])
+    write_images_h5(out / TRAIN_FILE, images[~mask])
     if mask.any():
-        _write_h5(out / HOLDOUT_FILE, images[mask])
+        write_images_h5(out / HOLDOUT_FILE, images[mask])
     return int((~mask).sum()), int(mask.sum())

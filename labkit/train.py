@@ -362,6 +362,8 @@ def _train(run_dir, o, resume, progress):
         _truncate_stats(run_dir / "stats.jsonl", step)
     if progress:
         print(f"[labkit] {MODELS[o['model']]['title']} on {device}; data: {data_note}")
+        if D.resolve_data(o["data"]) is None:
+            print(f"[labkit] {D.GET_CELEBA}")
 
     if fast:
         for module in nets.children():
