@@ -29,20 +29,21 @@ def gaussian_llike(target, recon):
     return 0.5 * F.mse_loss(recon.float(), target.float())
 
 
+def bce(logit, target):
+    """-log D(x) for target 1, -log(1 - D(x)) for target 0, batch mean, in fp32."""
+    logit = logit.float()
+    return F.binary_cross_entropy_with_logits(logit, torch.full_like(logit, target))
+
+
 def discriminator_loss(real_logit, fake_logits):
-    real = F.binary_cross_entropy_with_logits(real_logit.float(), torch.ones_like(real_logit, dtype=torch.float32))
-    fakes = sum(F.binary_cross_entropy_with_logits(f.float(), torch.zeros_like(f, dtype=torch.float32))
-                for f in fake_logits)
-    return real + fakes
+    return bce(real_logit, 1.0) + sum(bce(f, 0.0) for f in fake_logits)
 
 
 def generator_loss(fake_logits, kind):
     if kind == "nonsaturating":
-        return sum(F.binary_cross_entropy_with_logits(f.float(), torch.ones_like(f, dtype=torch.float32))
-                   for f in fake_logits)
+        return sum(bce(f, 1.0) for f in fake_logits)
     if kind == "saturating":
-        return -sum(F.binary_cross_entropy_with_logits(f.float(), torch.zeros_like(f, dtype=torch.float32))
-                    for f in fake_logits)
+        return -sum(bce(f, 0.0) for f in fake_logits)
     raise ValueError(f"unknown generator loss {kind!r}; choose one of {', '.join(G_LOSSES)}")
 
 
@@ -88,7 +89,7 @@ def compute_losses(nets, x, generator, beta=1.0, gamma=5.0, g_loss="nonsaturatin
     logits, feats = nets.dis(torch.cat([x, recon, x_p]))
     real, fake_rec, fake_p = logits.split(n)
     feat_real, feat_rec, _ = feats.split(n)
-    # Dis_l(x) is the target: no gradient flows into D through it from the encoder/decoder loss.
+    # Dis_l(x) is the fixed target of the reconstruction (routing itself is backward_routed's job).
     llike = gaussian_llike(feat_real.detach(), feat_rec)
     prior = kl_prior(mu, logvar, per=feat_rec[0].numel())
     d_loss = discriminator_loss(real, [fake_rec, fake_p])
