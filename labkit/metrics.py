@@ -67,14 +67,23 @@ def recon_errors(real_u8, recon_u8):
     return F.mse_loss(b, a).item(), ssim(b, a, data_range=1.0).item()
 
 
+def net_device(nets):
+    return next(nets.parameters()).device
+
+
 @torch.no_grad()
 def decode_all(nets, z, batch=500):
-    return torch.cat([D.to_uint8(nets.dec(z[i:i + batch])).cpu() for i in range(0, len(z), batch)])
+    """uint8 images on the CPU, decoded in batches on the networks' device."""
+    dev = net_device(nets)
+    return torch.cat([D.to_uint8(nets.dec(z[i:i + batch].to(dev))).cpu() for i in range(0, len(z), batch)])
 
 
 @torch.no_grad()
 def encode_all(nets, images_u8, batch=500):
-    return torch.cat([nets.enc(D.to_float(images_u8[i:i + batch]))[0] for i in range(0, len(images_u8), batch)])
+    """Posterior means on the CPU, encoded in batches on the networks' device."""
+    dev = net_device(nets)
+    return torch.cat([nets.enc(D.to_float(images_u8[i:i + batch].to(dev)))[0].cpu()
+                      for i in range(0, len(images_u8), batch)])
 
 
 def expost_gaussian(mu, n, generator):
@@ -86,9 +95,10 @@ def expost_gaussian(mu, n, generator):
     return (m + eps @ chol.T).float()
 
 
-def evaluate_run(run, held_out, train_images, extractor, real_feats, n, seed=0):
-    """Every metric of one run, as a flat dict."""
-    nets, o = load_nets(run)
+def evaluate_run(run, held_out, train_images, extractor, real_feats, n, seed=0, device="cpu"):
+    """Every metric of one run, as a flat dict. Random draws stay on the CPU, so the numbers do
+    not depend on the device."""
+    nets, o = load_nets(run, device)
     g = torch.Generator().manual_seed(seed)
     samples = decode_all(nets, torch.randn(n, o["latent"], generator=g))
     sets = {"prior": samples}
@@ -110,6 +120,8 @@ def evaluate_run(run, held_out, train_images, extractor, real_feats, n, seed=0):
 def evaluate(runs, data=None, n=10_000, weights=None, seed=0, out=None, extractor=None, n_train=10_000, n_ref=None):
     """Evaluate runs against the held-out set; write and return the JSON with its protocol."""
     t0 = time.time()
+    # Inception over 10,000+ images is seconds on a GPU and hours on a laptop CPU.
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     train_path = D.resolve_data(data)
     hold_path = D.holdout_path(train_path)
     if hold_path is not None:
@@ -119,17 +131,17 @@ def evaluate(runs, data=None, n=10_000, weights=None, seed=0, out=None, extracto
         # No CelebA: synthetic faces never seen in training (other seeds) stand in.
         held_out, reference = torch.from_numpy(D.synthetic_images(n_ref or 2000, seed=7)), "synthetic faces (seed 7)"
         train_images = torch.from_numpy(D.synthetic_images(min(n_train, 2048), seed=0))
-    extractor = extractor or inception(weights)
+    extractor = extractor or inception(weights, device)
     real_feats = features(extractor, held_out, desc="held-out features")
     results = {"protocol": {
         "reference": reference, "reference_count": len(held_out), "generated_count": n,
         "reconstructed_count": len(held_out), "expost_fit_count": len(train_images),
         "feature_extractor": "torch-fidelity inception-v3-compat pool3 (2048)",
         "weights": str(weights or os.environ.get("LABKIT_INCEPTION") or "torch-fidelity download (float32)"),
-        "seed": seed, "commit": git_commit(), "torch": torch.__version__,
+        "seed": seed, "commit": git_commit(), "torch": torch.__version__, "device": device,
         "sharpness": "mean variance of the Laplacian, grey 0-255", "mse": "pixels on the [0, 1] scale",
     }, "runs": {}}
-    results["runs"] = {Path(r).name: evaluate_run(r, held_out, train_images, extractor, real_feats, n, seed)
+    results["runs"] = {Path(r).name: evaluate_run(r, held_out, train_images, extractor, real_feats, n, seed, device)
                        for r in runs}
     results["protocol"]["sharpness_real"] = sharpness(held_out)
     results["protocol"]["seconds"] = round(time.time() - t0, 1)

@@ -1,4 +1,5 @@
 import json
+import os
 import shutil
 
 import pytest
@@ -61,9 +62,14 @@ def test_smoke_report_end_to_end(tmp_path):
             assert img.width >= 300 and img.height >= 150, name
     assert {p.name: p.stat().st_mtime for p in (ROOT / "figures").glob("*")} == committed
 
-    metrics = json.loads((tmp_path / "runs" / "metrics.json").read_text()) if (tmp_path / "runs" / "metrics.json").exists() else None
-    if metrics:
+    results = tmp_path / "03_results.ipynb"
+    if os.environ.get("LABKIT_INCEPTION"):  # offline, FID needs local weights; CI has them
+        metrics = json.loads((tmp_path / "runs" / "metrics.json").read_text())
         assert set(metrics["runs"]) == {"vae", "gan", "vaegan"}
+        assert "| FID prior samples |" in results.read_text()
+    else:
+        # With internet torch-fidelity downloads the weights; without, the notebook says so.
+        assert "| FID prior samples |" in results.read_text() or "FID/KID not computed" in results.read_text()
 
     assert paths["html"].stat().st_size > 100_000  # figures are embedded
     if shutil.which("xelatex") and shutil.which("pandoc"):
