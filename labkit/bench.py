@@ -114,9 +114,9 @@ def main(argv=None):
                 base = bench(model, size, 64, device, None, images, h5, steps, warmup)
                 for batch in a.batches:
                     for fast in ([False, True] if device.type == "cuda" else [False]):
-                        ips = bench(model, size, batch, device, fast, images, h5, steps, warmup)
                         if device.type == "cuda":
                             torch.cuda.reset_peak_memory_stats()
+                        ips = bench(model, size, batch, device, fast, images, h5, steps, warmup)
                         line = dict(model=model, size=size, batch=batch, path="fast" if fast else "resident-fp32",
                                     images_per_s=round(ips, 1), baseline_images_per_s=round(base, 1),
                                     speedup_vs_baseline=round(ips / base, 2), gflop_per_image=round(flops / 1e9, 3),

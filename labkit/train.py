@@ -388,17 +388,18 @@ def _train(run_dir, o, resume, progress):
                 # so a checkpoint never holds a diverged model.
                 row = _log_row(window, step, steps_per_epoch, o, time.time() - t0, world)
                 window = []
+                # Losses are computed before the update: a non-finite gradient in this step shows
+                # only in the weights, so they are checked too before they are kept. Every rank
+                # checks (the weights are the same on all), so all stop together.
+                if save and not torch.stack([p.isfinite().all() for p in nets.parameters()]).all():
+                    raise Diverged(f"training diverged at step {step}: the weights became non-finite; "
+                                   f"the last good checkpoint is kept, continue it with --resume and a lower --lr")
                 if not writer:
                     continue
                 stats.write(json.dumps(row) + "\n")
                 stats.flush()
                 bar.set_postfix({k[5:]: f"{v:.3g}" for k, v in row.items() if k.startswith("loss/")})
                 if save:
-                    # Losses are computed before the update: a non-finite gradient in this step
-                    # shows only in the weights, so they are checked too before they are kept.
-                    if not torch.stack([p.isfinite().all() for p in nets.parameters()]).all():
-                        raise Diverged(f"training diverged at step {step}: the weights became non-finite; "
-                                       f"the last good checkpoint is kept, continue it with --resume and a lower --lr")
                     save_checkpoint(ckpt, nets, opts, step, generator, o)
                 if epoch_end:
                     spread = write_grid(nets, faces.to(device), noise, run_dir / "grids" / f"epoch-{step // steps_per_epoch:04d}.png")
