@@ -8,7 +8,8 @@ constant, and gamma weighs a per-element feature error against a per-image GAN l
 code sums instead, hence their gamma of 1e-6 (see the reproduction notes).
 
 GAN losses work on logits (the discriminator's sigmoid is inside BCE-with-logits):
-  discriminator:            -log D(x) - sum over fakes of log(1 - D(fake))
+  discriminator, "sum":      -log D(x) - sum over fakes of log(1 - D(fake))    (Algorithm 1)
+  discriminator, "half":     0.5 (-log D(x)) + 0.5 mean over fakes of -log(1 - D(fake))  (the authors' code)
   generator "saturating":    sum over fakes of log(1 - D(fake))     (= -L_D, the paper's form)
   generator "nonsaturating": sum over fakes of -log D(fake)         (Goodfellow's practical form)
 """
@@ -16,6 +17,8 @@ import torch
 import torch.nn.functional as F
 
 G_LOSSES = ("nonsaturating", "saturating")
+D_WEIGHTS = ("sum", "half")
+DEC_BATCHES = ("split", "joint")
 
 
 def kl_prior(mu, logvar, per):
@@ -29,14 +32,27 @@ def gaussian_llike(target, recon):
     return 0.5 * F.mse_loss(recon.float(), target.float())
 
 
+def feature_llike(target, recon, normalized=False):
+    """L_llike on Dis_l. Normalized: divided by the target's mean square, so that the
+    discriminator growing that layer's weights (a BatchNorm follows it, so its output does not
+    change) cannot change the weight of the feature term against the GAN term."""
+    loss = gaussian_llike(target, recon)
+    return loss / target.float().square().mean().detach().clamp_min(1e-8) if normalized else loss
+
+
 def bce(logit, target):
     """-log D(x) for target 1, -log(1 - D(x)) for target 0, batch mean, in fp32."""
     logit = logit.float()
     return F.binary_cross_entropy_with_logits(logit, torch.full_like(logit, target))
 
 
-def discriminator_loss(real_logit, fake_logits):
-    return bce(real_logit, 1.0) + sum(bce(f, 0.0) for f in fake_logits)
+def discriminator_loss(real_logit, fake_logits, weights="sum"):
+    fake = sum(bce(f, 0.0) for f in fake_logits)
+    if weights == "sum":
+        return bce(real_logit, 1.0) + fake
+    if weights == "half":
+        return 0.5 * bce(real_logit, 1.0) + 0.5 * fake / len(fake_logits)
+    raise ValueError(f"unknown discriminator weighting {weights!r}; choose one of {', '.join(D_WEIGHTS)}")
 
 
 def generator_loss(fake_logits, kind):
@@ -55,7 +71,18 @@ def noise(n, dim, like, generator, shard=(0, 1)):
     return full[rank * n:(rank + 1) * n]
 
 
-def compute_losses(nets, x, generator, beta=1.0, gamma=5.0, g_loss="nonsaturating", shard=(0, 1)):
+def diagnostics(real_logit, fake_logits, **logits):
+    """What the equilibrium rule and a researcher read ("diag/" keys, logged beside the losses):
+    D's mean cost on real images and on the fakes it trains on, and its mean probability D(x)
+    on each kind of image."""
+    out = {"diag/cost_real": bce(real_logit, 1.0),
+           "diag/cost_fake": sum(bce(f, 0.0) for f in fake_logits) / len(fake_logits)}
+    out.update({f"diag/D_{k}": torch.sigmoid(v.float()).mean() for k, v in logits.items()})
+    return {k: v.detach() for k, v in out.items()}
+
+
+def compute_losses(nets, x, generator, beta=1.0, gamma=5.0, g_loss="nonsaturating", shard=(0, 1),
+                   d_weights="sum", recon_fake=True, feature_norm=False, dec_batch="split"):
     """One forward pass of `nets.model` on batch x (this process's `shard` of the global batch).
 
     Returns (losses, objectives): `losses` are the logged scalars; `objectives` maps each network
@@ -79,20 +106,27 @@ def compute_losses(nets, x, generator, beta=1.0, gamma=5.0, g_loss="nonsaturatin
         # One discriminator pass over real and fake keeps BatchNorm statistics shared.
         logits, _ = nets.dis(torch.cat([x, nets.dec(z_p)]))
         real, fake = logits.split(n)
-        d_loss, g = discriminator_loss(real, [fake]), generator_loss([fake], g_loss)
-        return {"d": d_loss, "g": g}, {"dis": d_loss, "dec": g}
+        d_loss, g = discriminator_loss(real, [fake], d_weights), generator_loss([fake], g_loss)
+        return {"d": d_loss, "g": g, **diagnostics(real, [fake], real=real, prior=fake)}, {"dis": d_loss, "dec": g}
 
     # VAE-GAN, Algorithm 1.
     mu, logvar = nets.enc(x)
-    recon = nets.dec(reparameterize(mu, logvar))
-    x_p = nets.dec(z_p)
+    z = reparameterize(mu, logvar)
+    if dec_batch == "joint":
+        # One decoder pass: BatchNorm normalises reconstructions and prior samples together, so
+        # its running statistics (used for every figure) describe the batches it trained on.
+        recon, x_p = nets.dec(torch.cat([z, z_p])).split(n)
+    else:
+        recon, x_p = nets.dec(z), nets.dec(z_p)
     logits, feats = nets.dis(torch.cat([x, recon, x_p]))
     real, fake_rec, fake_p = logits.split(n)
     feat_real, feat_rec, _ = feats.split(n)
     # Dis_l(x) is the fixed target of the reconstruction (routing itself is backward_routed's job).
-    llike = gaussian_llike(feat_real.detach(), feat_rec)
+    llike = feature_llike(feat_real.detach(), feat_rec, feature_norm)
     prior = kl_prior(mu, logvar, per=feat_rec[0].numel())
-    d_loss = discriminator_loss(real, [fake_rec, fake_p])
-    g = generator_loss([fake_rec, fake_p], g_loss)
-    return ({"kl": prior, "llike": llike, "d": d_loss, "g": g},
-            {"enc": beta * prior + llike, "dec": gamma * llike + g, "dis": d_loss})
+    fakes = [fake_rec, fake_p] if recon_fake else [fake_p]
+    d_loss = discriminator_loss(real, fakes, d_weights)
+    g = generator_loss(fakes, g_loss)
+    losses = {"kl": prior, "llike": llike, "d": d_loss, "g": g,
+              **diagnostics(real, fakes, real=real, recon=fake_rec, prior=fake_p)}
+    return losses, {"enc": beta * prior + llike, "dec": gamma * llike + g, "dis": d_loss}

@@ -121,10 +121,17 @@ MODELS = {
 }
 
 
-def init_weights(module):
-    # DCGAN's N(0, 0.02) for conv/linear weights, N(1, 0.02) for BN scales.
+INITS = ("normal", "glorot")
+
+
+def init_weights(module, kind="normal"):
+    # normal: DCGAN's N(0, 0.02) for conv/linear weights, N(1, 0.02) for BN scales.
+    # glorot: variance 2 / (fan_in + fan_out), as the authors' deeppy AutoFiller.
     if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-        nn.init.normal_(module.weight, 0.0, 0.02)
+        if kind == "glorot":
+            nn.init.xavier_normal_(module.weight)
+        else:
+            nn.init.normal_(module.weight, 0.0, 0.02)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
     elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):

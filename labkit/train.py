@@ -18,8 +18,8 @@ import torch
 import torch.distributed as dist
 
 from labkit import LabkitError, data as D, plots
-from labkit.losses import G_LOSSES, compute_losses
-from labkit.models import MODELS, Nets, init_weights
+from labkit.losses import D_WEIGHTS, DEC_BATCHES, G_LOSSES, compute_losses
+from labkit.models import INITS, MODELS, Nets, init_weights
 
 # Smoke: a width-1/8 network on a small set, minutes on a CPU. Full: the handout's settings.
 PROFILES = {
@@ -31,6 +31,10 @@ ON_NAN = ("stop", "rollback")
 MAX_ROLLBACKS = 3
 # Samples of the fixed noise this much less spread than real faces trigger the collapse warning.
 COLLAPSE_RATIO = 0.15
+# The authors' equilibrium: D's mean cost -log D(x) on real and -log(1 - D(x)) on fakes is
+# ln 2 = 0.69 when D cannot tell them apart; 0.68 is their centre for the margin.
+EQUILIBRIUM = 0.68
+LOSS_SETTINGS = ("beta", "gamma", "g_loss", "d_weights", "recon_fake", "feature_norm", "dec_batch")
 GRID_SEED = 1234  # fixed noise and fixed faces: every model's grids show the same inputs
 N_GRID = 64
 
@@ -48,6 +52,14 @@ def options(**overrides):
         beta=1.0,                # weight of the KL prior term
         gamma=5.0,               # handout: weight of L_llike against the GAN loss in the decoder's update
         g_loss="nonsaturating",  # generator loss: nonsaturating -log D(G(z)) or saturating log(1 - D(G(z)))
+        d_weights="sum",         # D loss: sum (Algorithm 1: real + each fake batch) or half (authors: 0.5 real, 0.5 mean of fakes)
+        recon_fake=True,         # D sees reconstructions as fakes (Algorithm 1); False: prior samples only (authors' CelebA script)
+        feature_norm=False,      # L_llike divided by the mean square of Dis_l(x): immune to the growth of layer l's weights
+        dec_batch="split",       # split: decode reconstructions and prior samples separately; joint: one batch (shared BN statistics)
+        margin=None,             # the authors' equilibrium rule (e.g. 0.35 around 0.68): skip D or decoder updates; None: off
+        lr_decay=1.0,            # lr falls exponentially to lr * lr_decay at the last step; 1: constant
+        weight_decay=0.0,        # on every weight (the authors: 1e-5)
+        init="normal",           # normal: DCGAN's N(0, 0.02); glorot: Glorot-normal (the authors' deeppy AutoFiller)
         latent=2048,             # handout: 2048
         width=1.0,               # channel multiplier; 1 = the handout's tables
         limit=None,              # train on the first N images only
@@ -75,6 +87,14 @@ def check_options(o):
         problems.append(f"unknown model {o['model']!r}; choose one of {', '.join(MODELS)}")
     if o["g_loss"] not in G_LOSSES:
         problems.append(f"unknown generator loss {o['g_loss']!r}; choose one of {', '.join(G_LOSSES)}")
+    for key, allowed in (("d_weights", D_WEIGHTS), ("dec_batch", DEC_BATCHES), ("init", INITS)):
+        if o[key] not in allowed:
+            problems.append(f"{key} must be one of {', '.join(allowed)}, got {o[key]!r}")
+    for key in ("recon_fake", "feature_norm"):
+        if not isinstance(o[key], bool):
+            problems.append(f"{key} must be true or false, got {o[key]!r}")
+    if o["margin"] is not None and not (isinstance(o["margin"], (int, float)) and 0 < o["margin"] < EQUILIBRIUM):
+        problems.append(f"margin must be in (0, {EQUILIBRIUM}) or None, got {o['margin']!r}")
     if o["optimizer"] not in OPTIMIZERS:
         problems.append(f"unknown optimizer {o['optimizer']!r}; choose one of {', '.join(OPTIMIZERS)}")
     for key in ("epochs", "batch", "latent", "log_every", "ckpt_every"):
@@ -82,10 +102,12 @@ def check_options(o):
             problems.append(f"{key} must be a positive integer, got {o[key]!r}")
     if o["limit"] is not None and (not isinstance(o["limit"], int) or o["limit"] <= 0):
         problems.append(f"limit must be a positive integer, got {o['limit']!r}")
-    for key, low, high in (("lr", 0, 1), ("width", 0, 4), ("beta", 0, 1e4), ("gamma", 0, 1e4)):
+    for key, low, high in (("lr", 0, 1), ("width", 0, 4), ("beta", 0, 1e4), ("gamma", 0, 1e4), ("lr_decay", 0, 1)):
         value = o[key]
         if not isinstance(value, (int, float)) or not math.isfinite(value) or not low < value <= high:
             problems.append(f"{key} must be in ({low}, {high}], got {value!r}")
+    if not (isinstance(o["weight_decay"], (int, float)) and 0 <= o["weight_decay"] < 1):
+        problems.append(f"weight_decay must be in [0, 1), got {o['weight_decay']!r}")
     if o["on_nan"] not in ON_NAN:
         problems.append(f"on_nan must be one of {', '.join(ON_NAN)}, got {o['on_nan']!r}")
     if o["device"] not in ("auto", "cpu") and not str(o["device"]).startswith("cuda"):
@@ -119,9 +141,10 @@ def make_optimizers(nets, o, device):
         if hasattr(nets, name):
             params = getattr(nets, name).parameters()
             if o["optimizer"] == "adam":
-                opts[name] = torch.optim.Adam(params, lr=o["lr"], betas=(0.5, 0.999), fused=device.type == "cuda")
+                opts[name] = torch.optim.Adam(params, lr=o["lr"], betas=(0.5, 0.999), weight_decay=o["weight_decay"],
+                                              fused=device.type == "cuda")
             else:
-                opts[name] = torch.optim.RMSprop(params, lr=o["lr"], foreach=True)
+                opts[name] = torch.optim.RMSprop(params, lr=o["lr"], weight_decay=o["weight_decay"], foreach=True)
     return opts
 
 
@@ -141,20 +164,63 @@ def backward_routed(nets, objectives):
         objective.backward(inputs=params, retain_graph=i < len(groups) - 1)
 
 
-def train_step(nets, opts, x, generator, o, autocast=False, shard=(0, 1)):
+def train_step(nets, opts, x, generator, o, autocast=False, shard=(0, 1), diagnose=False):
     """One update of every network. All gradients are taken at the same parameters, then all
     optimizers step, as in Algorithm 1 (stepping one network before another's backward on the
-    same graph is what breaks older ports on modern PyTorch)."""
+    same graph is what breaks older ports on modern PyTorch). `diagnose` adds the decoder's
+    gradient norm from each of its terms (two more backward passes: only on logged steps)."""
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=autocast):
-        losses, objectives = compute_losses(nets, x, generator, o["beta"], o["gamma"], o["g_loss"], shard)
+        losses, objectives = compute_losses(nets, x, generator, shard=shard, **{k: o[k] for k in LOSS_SETTINGS})
+    diag = decoder_gradients(nets, losses, o["gamma"]) if diagnose and hasattr(nets, "dis") else {}
     for opt in opts.values():
         opt.zero_grad(set_to_none=True)
     backward_routed(nets, objectives)
     if shard[1] > 1:
         average_gradients(nets, shard[1])
+    stepping = updated(opts, losses, o["margin"])
+    for name in stepping:
+        opts[name].step()
+    if o["margin"] is not None:
+        diag.update({f"diag/updates_{k}": torch.tensor(float(k in stepping)) for k in ("dec", "dis")})
+    return {**{k: v.detach() for k, v in losses.items()}, **diag}
+
+
+def updated(opts, losses, margin):
+    """The networks that step. The equilibrium rule (the authors' code) freezes D while it wins
+    by more than `margin` on real or fake images, and the decoder while it loses by more; the
+    encoder always steps. It reads the costs on the host: one sync per step when it is on."""
+    if margin is None or "diag/cost_real" not in losses:
+        return list(opts)
+    costs = (losses["diag/cost_real"].item(), losses["diag/cost_fake"].item())
+    dis = not any(c < EQUILIBRIUM - margin for c in costs)
+    dec = not any(c > EQUILIBRIUM + margin for c in costs)
+    if not (dis or dec):
+        dis = dec = True
+    return [k for k in opts if k == "enc" or (k == "dis" and dis) or (k == "dec" and dec)]
+
+
+def set_lr(opts, o, step, total):
+    """Exponential decay from lr to lr * lr_decay at the last step: a function of the step
+    alone, so a resumed run follows the same schedule."""
+    lr = o["lr"] * o["lr_decay"] ** (step / max(total - 1, 1))
     for opt in opts.values():
-        opt.step()
-    return {k: v.detach() for k, v in losses.items()}
+        for group in opt.param_groups:
+            group["lr"] = lr
+
+
+def decoder_gradients(nets, losses, gamma):
+    """How hard each term pulls the decoder (the VAE-GAN's balance is invisible in the losses):
+    gradient norms of gamma * L_llike and of the generator loss, and the norm of layer l's
+    weights, on which the size of L_llike depends."""
+    params = [p for p in nets.dec.parameters() if p.requires_grad]
+    terms = {"feature": gamma * losses["llike"]} if "llike" in losses else {}
+    terms["gan"] = losses["g"]
+    out = {}
+    for name, term in terms.items():
+        grads = torch.autograd.grad(term, params, retain_graph=True, allow_unused=True)
+        out[f"diag/dec_grad_{name}"] = torch.stack([g.float().norm() for g in grads if g is not None]).norm()
+    out["diag/layer_l_norm"] = nets.dis.layer_l.weight.detach().float().norm()
+    return out
 
 
 def distributed():
@@ -331,7 +397,7 @@ def _train(run_dir, o, resume, progress):
 
     torch.manual_seed(o["seed"])
     nets = Nets(o["model"], o["latent"], o["width"])
-    nets.apply(init_weights)
+    nets.apply(lambda m: init_weights(m, o["init"]))
     if o["sync_bn"] and world > 1:
         nets = torch.nn.SyncBatchNorm.convert_sync_batchnorm(nets)
     nets = nets.to(device)
@@ -378,7 +444,10 @@ def _train(run_dir, o, resume, progress):
                 order = D.epoch_order(len(images), epoch, o["seed"]).to(device)
             start = i * o["batch"] + rank * local
             idx = order[start:start + local]
-            window.append(train_step(nets, opts, D.to_float(images[idx]), generator, o, autocast=fast, shard=shard))
+            set_lr(opts, o, step, total)
+            diagnose = (step + 1) % o["log_every"] == 0
+            window.append(train_step(nets, opts, D.to_float(images[idx]), generator, o, autocast=fast, shard=shard,
+                                     diagnose=diagnose))
             step += 1
             bar.update(1)
             epoch_end = step % steps_per_epoch == 0
@@ -418,13 +487,14 @@ class Diverged(LabkitError):
 
 def _log_row(window, step, steps_per_epoch, o, seconds, world=1):
     """Mean losses of the steps since the last row (over all ranks); a non-finite one names its first step."""
-    stacked = {k: torch.stack([w[k] for w in window]).float() for k in window[0]}
+    keys = dict.fromkeys(k for w in window for k in w)  # diagnostics come on some steps only
+    stacked = {k: torch.stack([w[k] for w in window if k in w]).float() for k in keys}
     if world > 1:
         flat = torch.stack(list(stacked.values()))
         dist.all_reduce(flat)
         stacked = dict(zip(stacked, flat / world))
     stacked = {k: v.cpu() for k, v in stacked.items()}
-    finite = {k: torch.isfinite(v) for k, v in stacked.items()}
+    finite = {k: torch.isfinite(v) for k, v in stacked.items() if len(v) == len(window)}
     if not all(f.all() for f in finite.values()):
         first = min((int((~f).nonzero()[0]), k) for k, f in finite.items() if not f.all())
         raise Diverged(f"training diverged at step {step - len(window) + first[0] + 1}: loss {first[1]} is "
@@ -432,7 +502,7 @@ def _log_row(window, step, steps_per_epoch, o, seconds, world=1):
                        f"continue it with --resume and a lower --lr")
     row = {"step": step, "epoch": round(step / steps_per_epoch, 4), "kimg": step * o["batch"] / 1000,
            "seconds": round(seconds, 2)}
-    row.update({f"loss/{k}": v.mean().item() for k, v in stacked.items()})
+    row.update({k if "/" in k else f"loss/{k}": v.mean().item() for k, v in stacked.items()})
     return row
 
 
