@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 from labkit import LabkitError
+from labkit.options import OPTIONS, PROFILES, add_arguments
 
 
 def positive_int(text):
@@ -15,22 +16,18 @@ def positive_int(text):
 
 def cmd_train(a):
     from labkit.train import training_loop
-    run = training_loop(a.run_dir, resume=a.resume, model=a.model, profile=a.profile, data=a.data,
-                        epochs=a.epochs, batch=a.batch, lr=a.lr, optimizer=a.optimizer, beta=a.beta,
-                        gamma=a.gamma, g_loss=a.g_loss, latent=a.latent, width=a.width, limit=a.limit,
-                        seed=a.seed, device=a.device, fast=a.fast, log_every=a.log_every,
-                        ckpt_every=a.ckpt_every, on_nan=a.on_nan, sync_bn=a.sync_bn)
+    run = training_loop(a.run_dir, resume=a.resume, **{k: getattr(a, k) for k in OPTIONS})
     print(f"[labkit] done: {run}")
 
 
 def cmd_sample(a):
     import torch
-    from labkit import data as D, plots
-    from labkit.train import load_nets
+    from labkit import plots
+    from labkit.runs import load_nets
     nets, o = load_nets(a.run, "cpu")
     z = torch.randn(a.n, o["latent"], generator=torch.Generator().manual_seed(a.seed))
     out = a.out or Path(a.run) / f"samples-seed{a.seed}.png"
-    plots.save_png(plots.grid(D.to_uint8(nets.sample(z)), nrow=a.nrow), out)
+    plots.save_png(plots.grid(nets.decode(z), nrow=a.nrow), out)
     print(f"[labkit] {a.n} samples of {o['model']} -> {out}")
 
 
@@ -60,29 +57,9 @@ def main(argv=None):
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train vae (hw2), gan (hw3) or vaegan into a run folder")
-    t.add_argument("--model", choices=["vae", "gan", "vaegan"], required=True)
     t.add_argument("--run-dir", required=True, help="folder for options, stats, grids, checkpoint")
-    t.add_argument("--profile", choices=["smoke", "full"], default="full", help="smoke: tiny CPU run; full: handout")
-    t.add_argument("--data", help="celeba64.h5 or its folder (default: $LABKIT_DATA, else synthetic faces)")
     t.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
-    t.add_argument("--epochs", type=positive_int)
-    t.add_argument("--batch", type=positive_int)
-    t.add_argument("--lr", type=float)
-    t.add_argument("--optimizer", choices=["rmsprop", "adam"])
-    t.add_argument("--beta", type=float, help="KL weight (default 1)")
-    t.add_argument("--gamma", type=float, help="L_llike weight in the decoder's loss (default 5)")
-    t.add_argument("--g-loss", choices=["nonsaturating", "saturating"])
-    t.add_argument("--latent", type=positive_int)
-    t.add_argument("--width", type=float, help="channel multiplier (1 = handout)")
-    t.add_argument("--limit", type=positive_int, help="train on the first N images")
-    t.add_argument("--seed", type=int)
-    t.add_argument("--device", help="auto, cpu or cuda")
-    t.add_argument("--fast", action=argparse.BooleanOptionalAction, default=None,
-                   help="bf16 autocast + torch.compile (default: on for cuda)")
-    t.add_argument("--log-every", type=positive_int)
-    t.add_argument("--ckpt-every", type=positive_int)
-    t.add_argument("--sync-bn", action="store_true", default=None, help="under torchrun on GPUs: SyncBatchNorm")
-    t.add_argument("--on-nan", choices=["stop", "rollback"], help="stop (default) or roll back and halve lr")
+    add_arguments(t)
     t.set_defaults(func=cmd_train)
 
     s = sub.add_parser("sample", help="a grid of prior samples from a trained run")
@@ -112,7 +89,7 @@ def main(argv=None):
     e.set_defaults(func=cmd_evaluate)
 
     rp = sub.add_parser("report", help="run the notebooks with papermill and export the report (PDF, HTML)")
-    rp.add_argument("--profile", choices=["auto", "smoke", "full"], default="auto",
+    rp.add_argument("--profile", choices=["auto", *PROFILES], default="auto",
                     help="auto: full with a GPU and CelebA, else smoke")
     rp.add_argument("--build", default="build", help="folder for executed notebooks, runs and the report")
     rp.add_argument("--data", help="celeba64.h5 or its folder (default: $LABKIT_DATA, else synthetic faces)")

@@ -13,8 +13,10 @@ from pathlib import Path
 import torch
 
 from labkit import data as D
-from labkit.models import Nets, init_weights
-from labkit.train import PROFILES, git_commit, make_optimizers, options, train_step
+from labkit.models import Nets
+from labkit.options import PROFILES, options
+from labkit.runs import provenance
+from labkit.train import make_optimizers, train_step
 
 SIZES = {"handout": dict(width=1.0, latent=2048), "smoke": {k: PROFILES["smoke"][k] for k in ("width", "latent")}}
 
@@ -28,7 +30,6 @@ def setup(model, size, batch, device, fast):
     o = options(model=model, batch=batch, **SIZES[size])
     torch.manual_seed(0)
     nets = Nets(model, o["latent"], o["width"]).to(device)
-    nets.apply(init_weights)
     if fast:
         for m in nets.children():
             m.compile()
@@ -101,7 +102,6 @@ def main(argv=None):
         torch.set_num_threads(a.threads)
     steps = a.steps or (30 if device.type == "cuda" else 5)
     warmup = 10 if device.type == "cuda" else 2
-    name = torch.cuda.get_device_name() if device.type == "cuda" else f"cpu x{torch.get_num_threads()} threads"
     peak = matmul_tflops(device)
     images = torch.from_numpy(D.synthetic_images(2048)).to(device)
     lines = []
@@ -121,8 +121,7 @@ def main(argv=None):
                                     images_per_s=round(ips, 1), baseline_images_per_s=round(base, 1),
                                     speedup_vs_baseline=round(ips / base, 2), gflop_per_image=round(flops / 1e9, 3),
                                     achieved_tflops=round(ips * flops / 1e12, 3), matmul_tflops=round(peak, 2),
-                                    fraction_of_matmul=round(ips * flops / 1e12 / peak, 4), device=name,
-                                    torch=torch.__version__, commit=git_commit())
+                                    fraction_of_matmul=round(ips * flops / 1e12 / peak, 4), **provenance(device))
                         if device.type == "cuda":
                             line["peak_mem_gib"] = round(torch.cuda.max_memory_allocated() / 2 ** 30, 2)
                         print(json.dumps(line), flush=True)

@@ -1,4 +1,5 @@
 """CelebA 64x64 in HDF5: the handout's dataset class, validation, the fast path, `prepare`."""
+import contextlib
 import io
 import os
 import zipfile
@@ -12,6 +13,8 @@ from torch.utils.data import Dataset
 from labkit import LabkitError
 
 TRAIN_FILE, HOLDOUT_FILE = "celeba64.h5", "celeba64_holdout.h5"
+SYNTHETIC_TRAIN, SYNTHETIC_HOLDOUT = 4096, 2000  # stand-in faces without CelebA (unless limited)
+GRID_SEED = 1234  # fixed noise and fixed faces: every model's figures show the same inputs
 # The VAE-GAN authors' crop of the 178x218 aligned image: columns 15-163, rows 40-188.
 CROP, ALIGNED_SIZE = (15, 40, 163, 188), (178, 218)
 GET_CELEBA = ("no CelebA found: set LABKIT_DATA (or --data) to a folder holding celeba64.h5, or build "
@@ -105,12 +108,55 @@ def holdout_path(train_path):
     return path if path.is_file() else None
 
 
+def training_set(data=None, limit=None, device="cpu"):
+    """(uint8 training images on `device`, a line saying what they are): CelebA's training file
+    from --data / LABKIT_DATA, else synthetic faces. The one place that falls back."""
+    path = resolve_data(data)
+    if path is None:
+        images = torch.from_numpy(synthetic_images(limit or SYNTHETIC_TRAIN, seed=0)).to(device)
+        return images, f"synthetic faces ({len(images)} images; no CelebA found)"
+    images = load_images(path, device, limit)
+    return images, f"{path} ({len(images):,} images)"
+
+
+def holdout_set(data=None, limit=None):
+    """(uint8 held-out images, where they come from): the file beside the training data, else
+    synthetic faces of another seed, never trained on."""
+    path = holdout_path(resolve_data(data))
+    if path is None:
+        return torch.from_numpy(synthetic_images(limit or SYNTHETIC_HOLDOUT, seed=7)), "synthetic faces (seed 7)"
+    return load_images(path, limit=limit), str(path)
+
+
 def grid_faces(train_path, n=64):
     """The fixed faces every figure reconstructs: the first held-out ones (never trained on)
     when a held-out file exists, else the first training ones, else synthetic (seed 1)."""
     if train_path is None:
         return torch.from_numpy(synthetic_images(n, seed=1))
     return load_images(holdout_path(train_path) or train_path, limit=n)
+
+
+def fixed_noise(latent, n=64):
+    """The noise every sample figure decodes."""
+    return torch.randn(n, latent, generator=torch.Generator().manual_seed(GRID_SEED))
+
+
+def attributes(data=None):
+    """CelebA's attributes for the training images, (names, int8 rows of +-1 in id order), from
+    the list_attr_celeba*.txt beside the data; None without one (synthetic faces have none)."""
+    path = resolve_data(data)
+    found = sorted(path.parent.glob("list_attr_celeba*.txt")) if path is not None else []
+    if not found:
+        return None
+    lines = found[0].read_text().splitlines()
+    try:
+        names = lines[1].split()
+        rows = np.array([[int(v) for v in line.split()[1:]] for line in lines[2:] if line.strip()], np.int8)
+    except (IndexError, ValueError):
+        raise LabkitError(f"{found[0]}: not in list_attr_celeba format (count line, names line, rows)") from None
+    if rows.shape[1] != len(names):
+        raise LabkitError(f"{found[0]}: {rows.shape[1]} values per row for {len(names)} attribute names")
+    return names, rows
 
 
 def load_images(path, device="cpu", limit=None):
@@ -179,18 +225,20 @@ def epoch_order(n, epoch, seed):
 # ----------------------------------------------------------------------------------------------
 # prepare: img_align_celeba (folder or zip) -> the handout's HDF5 files
 
+@contextlib.contextmanager
 def _sources(src):
+    """(file name, read) for each JPEG of a folder or a zip, sorted by name."""
     src = Path(src)
     if not src.exists():
         raise LabkitError(f"{src}: no such file or folder")
     if src.is_dir():
-        files = sorted(p for p in src.rglob("*.jpg"))
-        return [(int(p.stem), p.name, p.read_bytes) for p in files]
+        yield [(p.name, p.read_bytes) for p in sorted(src.rglob("*.jpg"))]
+        return
     if not zipfile.is_zipfile(src):
         raise LabkitError(f"{src}: neither a folder nor a zip of img_align_celeba JPEGs")
-    zf = zipfile.ZipFile(src)
-    names = sorted(n for n in zf.namelist() if n.lower().endswith(".jpg"))
-    return [(int(Path(n).stem), Path(n).name, lambda n=n: zf.read(n)) for n in names]
+    with zipfile.ZipFile(src) as zf:
+        names = sorted(n for n in zf.namelist() if n.lower().endswith(".jpg"))
+        yield [(Path(n).name, lambda n=n: zf.read(n)) for n in names]
 
 
 def crop_resize(jpeg_bytes):
@@ -214,19 +262,20 @@ def prepare(src, out, holdout=2000, partition=None, limit=None, progress=True):
     (list_eval_partition.txt), train+val are for training and test is held out, as the authors.
     """
     from tqdm import tqdm
-    sources = _sources(src)[:limit]
-    if not sources:
-        raise LabkitError(f"{src}: holds no .jpg images")
-    if partition:
-        split = dict(line.split() for line in Path(partition).read_text().split("\n") if line.strip())
-        is_holdout = [split.get(name) == "2" for _, name, _ in sources]
-    else:
-        if not 0 <= holdout < len(sources):
-            raise LabkitError(f"--holdout {holdout} must be between 0 and {len(sources) - 1} images")
-        is_holdout = [i >= len(sources) - holdout for i in range(len(sources))]
-    images = np.empty((len(sources), 3, 64, 64), np.uint8)
-    for i, (_, name, read) in enumerate(tqdm(sources, desc="crop+resize", unit="img", disable=not progress)):
-        images[i] = crop_resize(read())
+    with _sources(src) as sources:
+        sources = sources[:limit]
+        if not sources:
+            raise LabkitError(f"{src}: holds no .jpg images")
+        if partition:
+            split = dict(line.split() for line in Path(partition).read_text().split("\n") if line.strip())
+            is_holdout = [split.get(name) == "2" for name, _ in sources]
+        else:
+            if not 0 <= holdout < len(sources):
+                raise LabkitError(f"--holdout {holdout} must be between 0 and {len(sources) - 1} images")
+            is_holdout = [i >= len(sources) - holdout for i in range(len(sources))]
+        images = np.empty((len(sources), 3, 64, 64), np.uint8)
+        for i, (_, read) in enumerate(tqdm(sources, desc="crop+resize", unit="img", disable=not progress)):
+            images[i] = crop_resize(read())
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     mask = np.array(is_holdout)

@@ -1,32 +1,7 @@
 """Walking the latent space: principal directions, interpolation, the paper's attribute vectors."""
-from pathlib import Path
-
-import numpy as np
 import torch
 
 from labkit import LabkitError, data as D
-from labkit.metrics import encode_all
-
-
-def read_attributes(path):
-    """CelebA's list_attr_celeba.txt -> (names, int8 array (N, 40) of +-1), rows in id order."""
-    lines = Path(path).read_text().splitlines()
-    try:
-        names = lines[1].split()
-        rows = np.array([[int(v) for v in line.split()[1:]] for line in lines[2:] if line.strip()], np.int8)
-    except (IndexError, ValueError):
-        raise LabkitError(f"{path}: not in list_attr_celeba format (count line, names line, rows)") from None
-    if rows.shape[1] != len(names):
-        raise LabkitError(f"{path}: {rows.shape[1]} values per row for {len(names)} attribute names")
-    return names, rows
-
-
-def find_attributes(train_path):
-    """The attribute file beside the training data, or None (synthetic data has none)."""
-    if train_path is None:
-        return None
-    found = sorted(Path(train_path).parent.glob("list_attr_celeba*.txt"))
-    return found[0] if found else None
 
 
 @torch.no_grad()
@@ -34,7 +9,7 @@ def attribute_vectors(nets, images_u8, attributes, names, wanted):
     """Mean latent code of faces with an attribute minus the mean of faces without (Larsen et al. 5.2).
 
     `attributes` rows must be in the order of `images_u8` (CelebA id order, as `prepare` writes)."""
-    mu = encode_all(nets, images_u8)
+    mu = nets.encode(images_u8)
     attrs = torch.from_numpy(attributes[: len(mu)])
     out = {}
     for name in wanted:
@@ -50,7 +25,7 @@ def attribute_vectors(nets, images_u8, attributes, names, wanted):
 @torch.no_grad()
 def principal_directions(nets, images_u8, k=4):
     """The k strongest principal directions of encoded faces, each scaled to one standard deviation."""
-    mu = encode_all(nets, images_u8)
+    mu = nets.encode(images_u8)
     centred = mu - mu.mean(0)
     _, s, v = torch.linalg.svd(centred, full_matrices=False)
     std = s[:k] / max(1, len(mu) - 1) ** 0.5
@@ -74,8 +49,9 @@ def interpolation_rows(nets, pairs_u8, steps=8):
 
 
 @torch.no_grad()
-def attribute_rows(nets, faces_u8, vectors, strengths=(-1.5, -0.75, 0, 0.75, 1.5)):
-    """For each face and attribute: the face, then its code plus each strength times the vector."""
+def direction_rows(nets, faces_u8, vectors, strengths=(-1.5, -0.75, 0, 0.75, 1.5)):
+    """For each face and direction (an attribute vector, a principal direction): the face, then
+    its code plus each strength times the direction, decoded."""
     z = nets.enc(D.to_float(faces_u8))[0]
     rows = []
     for i, face in enumerate(faces_u8):

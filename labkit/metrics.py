@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from labkit import LabkitError, data as D
-from labkit.train import git_commit, load_nets
+from labkit.runs import load_nets, provenance
 
 
 def inception(weights=None, device="cpu"):
@@ -67,23 +67,10 @@ def recon_errors(real_u8, recon_u8):
     return F.mse_loss(b, a).item(), ssim(b, a, data_range=1.0).item()
 
 
-def net_device(nets):
-    return next(nets.parameters()).device
-
-
-@torch.no_grad()
-def decode_all(nets, z, batch=500):
-    """uint8 images on the CPU, decoded in batches on the networks' device."""
-    dev = net_device(nets)
-    return torch.cat([D.to_uint8(nets.dec(z[i:i + batch].to(dev))).cpu() for i in range(0, len(z), batch)])
-
-
-@torch.no_grad()
-def encode_all(nets, images_u8, batch=500):
-    """Posterior means on the CPU, encoded in batches on the networks' device."""
-    dev = net_device(nets)
-    return torch.cat([nets.enc(D.to_float(images_u8[i:i + batch].to(dev)))[0].cpu()
-                      for i in range(0, len(images_u8), batch)])
+def diversity(images_u8):
+    """Mean pairwise distance between images (pixels in [0, 1]): near 0 when samples collapse."""
+    x = images_u8.float().flatten(1) / 255
+    return torch.pdist(x).mean().item() / x.shape[1] ** 0.5
 
 
 def expost_gaussian(mu, n, generator):
@@ -100,14 +87,14 @@ def evaluate_run(run, held_out, train_images, extractor, real_feats, n, seed=0, 
     not depend on the device."""
     nets, o = load_nets(run, device)
     g = torch.Generator().manual_seed(seed)
-    samples = decode_all(nets, torch.randn(n, o["latent"], generator=g))
+    samples = nets.decode(torch.randn(n, o["latent"], generator=g))
     sets = {"prior": samples}
     result = {"model": o["model"], "run": str(run), "options": {k: o[k] for k in
               ("profile", "epochs", "batch", "lr", "optimizer", "beta", "gamma", "g_loss", "latent", "width", "limit", "seed")}}
-    if hasattr(nets, "enc"):
-        recon = decode_all(nets, encode_all(nets, held_out))
+    if nets.has_encoder:
+        recon = nets.decode(nets.encode(held_out))
         sets["recon"] = recon
-        sets["expost"] = decode_all(nets, expost_gaussian(encode_all(nets, train_images), n, g))
+        sets["expost"] = nets.decode(expost_gaussian(nets.encode(train_images), n, g))
         result["mse"], result["ssim"] = recon_errors(held_out, recon)
     for kind, images in sets.items():
         f = features(extractor, images, desc=f"{o['model']} {kind}")
@@ -122,15 +109,8 @@ def evaluate(runs, data=None, n=10_000, weights=None, seed=0, out=None, extracto
     t0 = time.time()
     # Inception over 10,000+ images is seconds on a GPU and hours on a laptop CPU.
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    train_path = D.resolve_data(data)
-    hold_path = D.holdout_path(train_path)
-    if hold_path is not None:
-        held_out, reference = D.load_images(hold_path, limit=n_ref), str(hold_path)
-        train_images = D.load_images(train_path, limit=n_train)
-    else:
-        # No CelebA: synthetic faces never seen in training (other seeds) stand in.
-        held_out, reference = torch.from_numpy(D.synthetic_images(n_ref or 2000, seed=7)), "synthetic faces (seed 7)"
-        train_images = torch.from_numpy(D.synthetic_images(min(n_train, 2048), seed=0))
+    held_out, reference = D.holdout_set(data, n_ref)
+    train_images, _ = D.training_set(data, n_train)
     extractor = extractor or inception(weights, device)
     real_feats = features(extractor, held_out, desc="held-out features")
     results = {"protocol": {
@@ -138,7 +118,7 @@ def evaluate(runs, data=None, n=10_000, weights=None, seed=0, out=None, extracto
         "reconstructed_count": len(held_out), "expost_fit_count": len(train_images),
         "feature_extractor": "torch-fidelity inception-v3-compat pool3 (2048)",
         "weights": str(weights or os.environ.get("LABKIT_INCEPTION") or "torch-fidelity download (float32)"),
-        "seed": seed, "commit": git_commit(), "torch": torch.__version__, "device": device,
+        "seed": seed, **provenance(device),
         "sharpness": "mean variance of the Laplacian, grey 0-255", "mse": "pixels on the [0, 1] scale",
     }, "runs": {}}
     results["runs"] = {Path(r).name: evaluate_run(r, held_out, train_images, extractor, real_feats, n, seed, device)

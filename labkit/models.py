@@ -7,8 +7,7 @@ the same code at a fraction of the cost; width=1 is the handout's exact network.
 import torch
 from torch import nn
 
-IMAGE_SIZE = 64
-
+from labkit.data import to_float, to_uint8
 
 def _ch(n, width):
     return max(1, round(n * width))
@@ -92,7 +91,7 @@ class Discriminator(nn.Module):
 class Nets(nn.Module):
     """The networks one model trains, so that one state_dict holds a whole run's weights."""
 
-    def __init__(self, model, latent=2048, width=1.0):
+    def __init__(self, model, latent=2048, width=1.0, init="normal"):
         super().__init__()
         if model not in MODELS:
             raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
@@ -102,6 +101,11 @@ class Nets(nn.Module):
         self.dec = Decoder(latent, width)
         if MODELS[model]["discriminator"]:
             self.dis = Discriminator(width)
+        self.apply(lambda m: init_weights(m, init))
+
+    @property
+    def has_encoder(self):
+        return MODELS[self.model]["encoder"]
 
     @torch.no_grad()
     def reconstruct(self, x):
@@ -111,6 +115,19 @@ class Nets(nn.Module):
     @torch.no_grad()
     def sample(self, z):
         return self.dec(z)
+
+    @torch.no_grad()
+    def encode(self, images_u8, batch=500):
+        """Posterior means of uint8 images, in batches on the networks' device, on the CPU."""
+        dev = next(self.parameters()).device
+        return torch.cat([self.enc(to_float(images_u8[i:i + batch].to(dev)))[0].cpu()
+                          for i in range(0, len(images_u8), batch)])
+
+    @torch.no_grad()
+    def decode(self, z, batch=500):
+        """uint8 images of codes z, in batches on the networks' device, on the CPU."""
+        dev = next(self.parameters()).device
+        return torch.cat([to_uint8(self.dec(z[i:i + batch].to(dev))).cpu() for i in range(0, len(z), batch)])
 
 
 # The factory: which networks each model owns. hw2 = VAE, hw3 = GAN.

@@ -1,10 +1,11 @@
 """Image grids and figures. Images arrive as uint8 NCHW tensors or arrays."""
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 from torchvision.utils import make_grid
+
+from labkit.runs import Run
 
 
 def grid(images, nrow=8, pad=2):
@@ -48,17 +49,10 @@ def panels(named_images, path=None, nrow=8, title=None, scale=1.0, stacked=False
     return fig
 
 
-def read_stats(run_dir):
-    """The run's stats.jsonl as a list of dicts; a torn last line (a crash mid-write) is skipped."""
-    rows = []
-    path = Path(run_dir) / "stats.jsonl"
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return rows
+def zoom(images, rows, cols, scale=3):
+    """A crop of uint8 NCHW images (rows and cols as (start, stop)), enlarged without smoothing."""
+    crop = images[:, :, rows[0]:rows[1], cols[0]:cols[1]].float()
+    return torch.nn.functional.interpolate(crop, scale_factor=scale, mode="nearest").to(images.dtype)
 
 
 def loss_curves(runs, path=None):
@@ -66,7 +60,7 @@ def loss_curves(runs, path=None):
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, len(runs), figsize=(4.2 * len(runs), 3.2), squeeze=False)
     for ax, (name, run_dir) in zip(axes[0], runs.items()):
-        rows = [r for r in read_stats(run_dir) if "kimg" in r]
+        rows = [r for r in Run(run_dir).stats() if "kimg" in r]
         keys = [k for k in (rows[0] if rows else {}) if k.startswith("loss/")]
         for k in keys:
             ax.plot([r["kimg"] for r in rows], [r[k] for r in rows], label=k[5:])

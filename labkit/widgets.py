@@ -2,9 +2,6 @@
 import io
 
 import ipywidgets as W
-import torch
-
-from labkit import data as D
 
 
 def png_bytes(image_hwc, scale=4):
@@ -24,8 +21,7 @@ class LatentExplorer:
 
     def __init__(self, nets, faces_u8, directions, limit=3.0):
         self.nets = nets.eval()
-        with torch.no_grad():
-            self.codes = nets.enc(D.to_float(faces_u8))[0]
+        self.codes = nets.encode(faces_u8)
         self.directions = directions
         self.face = W.Dropdown(options=[(f"face {i}", i) for i in range(len(faces_u8))], value=0, description="face")
         self.target = W.Dropdown(options=[(f"face {i}", i) for i in range(len(faces_u8))],
@@ -49,10 +45,9 @@ class LatentExplorer:
             z = z + slider.value * self.directions[name]
         return z
 
-    @torch.no_grad()
     def render(self):
         """The decoded face for the controls' current values, uint8 HWC."""
-        return D.to_uint8(self.nets.dec(self.code()[None]))[0].permute(1, 2, 0).numpy()
+        return self.nets.decode(self.code()[None])[0].permute(1, 2, 0).numpy()
 
     def update(self):
         self.image.value = png_bytes(self.render())

@@ -1,4 +1,6 @@
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import h5py
@@ -6,7 +8,7 @@ import numpy as np
 import pytest
 
 from labkit import data as D
-from labkit.plots import read_stats
+from labkit.runs import Run
 
 TINY = dict(width=1 / 16, latent=16)  # channels 4/8/16: milliseconds per step on a CPU
 
@@ -23,13 +25,21 @@ def shared_data():
 
 def loss_rows(run):
     """stats.jsonl without its wall-clock field: what two equivalent runs must share exactly."""
-    return [{k: v for k, v in r.items() if k != "seconds"} for r in read_stats(run)]
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in Run(run).stats()]
 
 
 def write_h5(path, images, key="images"):
     with h5py.File(path, "w") as f:
         f.create_dataset(key, data=images)
     return Path(path)
+
+
+def pdf_text(path):
+    """The PDF's text (pdftotext when installed, else pypdf)."""
+    if shutil.which("pdftotext"):
+        return subprocess.run(["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True, check=True).stdout
+    from pypdf import PdfReader
+    return "\n".join(page.extract_text() or "" for page in PdfReader(path).pages)
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from labkit.plots import read_stats
+from labkit.runs import Run
 
 ARGS = ["--model", "vaegan", "--profile", "smoke", "--epochs", "1", "--batch", "16", "--limit", "128",
         "--log-every", "1", "--width", "0.0625", "--latent", "16", "--optimizer", "adam"]
@@ -18,7 +18,7 @@ def train(run, nproc):
     out = subprocess.run([*launcher, "-m", "labkit", "train", "--run-dir", str(run), *ARGS],
                          capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
-    return [r for r in read_stats(run) if "kimg" in r]
+    return [r for r in Run(run).stats() if "kimg" in r]
 
 
 @pytest.mark.slow

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from labkit.losses import compute_losses, discriminator_loss, generator_loss, kl_prior
-from labkit.models import Nets, init_weights
+from labkit.models import Nets
 from labkit.train import backward_routed
 
 from conftest import TINY
@@ -12,9 +12,7 @@ from conftest import TINY
 
 def make(model, seed=0):
     torch.manual_seed(seed)
-    nets = Nets(model, **TINY)
-    nets.apply(init_weights)
-    return nets
+    return Nets(model, **TINY)
 
 
 def batch(n=8, seed=0):

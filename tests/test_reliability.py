@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from labkit import LabkitError, data as D, train as T
-from labkit.plots import read_stats
+from labkit.metrics import diversity
+from labkit.runs import Run, load_checkpoint, load_nets
 
 from conftest import TINY, loss_rows as losses
 
@@ -35,7 +36,7 @@ def start(run, env=None):
 def kill_after(proc, run, lines, timeout=120):
     deadline = time.time() + timeout
     while time.time() < deadline:
-        if len(read_stats(run)) >= lines:
+        if len(Run(run).stats()) >= lines:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             return
@@ -78,7 +79,7 @@ def test_kill_during_a_checkpoint_write_keeps_the_previous_checkpoint(tmp_path, 
     proc = subprocess.run([sys.executable, "-c", code, str(run)], capture_output=True)
     assert proc.returncode == -signal.SIGKILL
     assert (run / "checkpoint.pt.tmp").read_bytes().startswith(b"PK half")
-    assert T.load_checkpoint(run)["step"] == 8  # the second checkpoint (epoch 1 end), intact
+    assert load_checkpoint(run)["step"] == 8  # the second checkpoint (epoch 1 end), intact
     T.training_loop(run, resume=True, progress=False, **SETTINGS)
     assert losses(run) == straight
 
@@ -87,7 +88,7 @@ def test_kill_during_a_checkpoint_write_keeps_the_previous_checkpoint(tmp_path, 
 def test_two_processes_cannot_train_into_one_run_folder(tmp_path):
     proc = start(tmp_path)
     try:
-        while not read_stats(tmp_path):
+        while not Run(tmp_path).stats():
             assert proc.poll() is None, proc.stderr.read().decode()[-500:]
             time.sleep(0.01)
         with pytest.raises(LabkitError, match="another process is training into this run folder"):
@@ -115,8 +116,8 @@ def test_nan_stops_naming_step_and_loss_and_keeps_a_resumable_checkpoint(tmp_pat
     nan_at(monkeypatch, {13})
     with pytest.raises(T.Diverged, match="diverged at step 13: loss llike is nan"):
         T.training_loop(tmp_path, progress=False, **SETTINGS)
-    assert T.load_checkpoint(tmp_path)["step"] == 10
-    assert all(torch.isfinite(v).all() for v in T.load_checkpoint(tmp_path)["nets"].values())
+    assert load_checkpoint(tmp_path)["step"] == 10
+    assert all(torch.isfinite(v).all() for v in load_checkpoint(tmp_path)["nets"].values())
     monkeypatch.undo()
     T.training_loop(tmp_path, resume=True, progress=False, **SETTINGS)
     assert losses(tmp_path) == straight
@@ -134,7 +135,7 @@ def test_non_finite_weights_are_never_checkpointed(tmp_path, monkeypatch):
     monkeypatch.setattr(T, "train_step", blows_up_at_step_10)
     with pytest.raises(T.Diverged, match="step 10: the weights became non-finite"):
         T.training_loop(tmp_path, progress=False, **SETTINGS)
-    state = T.load_checkpoint(tmp_path)
+    state = load_checkpoint(tmp_path)
     assert state["step"] == 8 and all(torch.isfinite(v).all() for v in state["nets"].values())
 
 
@@ -143,7 +144,7 @@ def test_rollback_reloads_the_checkpoint_and_halves_the_lr(tmp_path, monkeypatch
     T.training_loop(tmp_path, progress=False, on_nan="rollback", **SETTINGS)
     assert "rolling back to the last checkpoint with lr 0.00015" in capsys.readouterr().out
     assert json.loads((tmp_path / "options.json").read_text())["lr"] == 1.5e-4
-    assert [r["step"] for r in read_stats(tmp_path) if "kimg" in r][-1] == 24
+    assert [r["step"] for r in Run(tmp_path).stats() if "kimg" in r][-1] == 24
 
 
 class Evil:
@@ -155,11 +156,11 @@ def test_a_checkpoint_that_would_run_code_is_refused(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     torch.save({"labkit": 1, "nets": Evil()}, tmp_path / "checkpoint.pt")
     with pytest.raises(LabkitError, match="not a loadable labkit checkpoint"):
-        T.load_nets(tmp_path)
+        load_nets(tmp_path)
     assert not (tmp_path / "pwned").exists()
     (tmp_path / "junk.pt").write_bytes(b"\x00" * 100)
     with pytest.raises(LabkitError, match="not a loadable labkit checkpoint"):
-        T.load_checkpoint(tmp_path / "junk.pt")
+        load_checkpoint(tmp_path / "junk.pt")
 
 
 def test_weights_of_another_size_give_a_clear_error(tmp_path):
@@ -168,21 +169,21 @@ def test_weights_of_another_size_give_a_clear_error(tmp_path):
     state["options"] = json.dumps(dict(json.loads(state["options"]), latent=32))
     torch.save(state, tmp_path / "checkpoint.pt")
     with pytest.raises(LabkitError, match="weights do not fit a vaegan of this size"):
-        T.load_nets(tmp_path)
+        load_nets(tmp_path)
 
 
 def test_collapsed_samples_measure_as_collapsed():
     faces = torch.from_numpy(D.synthetic_images(16))
-    assert T.diversity(faces[:1].repeat(16, 1, 1, 1)) == 0
-    assert T.diversity(faces) > 0.1
-    assert T.diversity(faces[:1].repeat(16, 1, 1, 1)) / T.diversity(faces) < T.COLLAPSE_RATIO
+    assert diversity(faces[:1].repeat(16, 1, 1, 1)) == 0
+    assert diversity(faces) > 0.1
+    assert diversity(faces[:1].repeat(16, 1, 1, 1)) / diversity(faces) < T.COLLAPSE_RATIO
 
 
 def test_collapse_warning_is_printed_and_logged(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(T, "COLLAPSE_RATIO", 10.0)  # every run looks collapsed against this bar
     T.training_loop(tmp_path, progress=False, **dict(SETTINGS, epochs=1))
     assert "warning: mode collapse?" in capsys.readouterr().out
-    assert "sample_diversity" in read_stats(tmp_path)[-1]
+    assert "sample_diversity" in Run(tmp_path).stats()[-1]
 
 
 def test_dataset_larger_than_free_memory_is_refused(tmp_path, monkeypatch):

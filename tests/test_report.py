@@ -7,11 +7,11 @@ import torch
 from PIL import Image
 
 from labkit import data as D
-from labkit.models import Nets, init_weights
-from labkit.report import ROOT, build_report, pdf_text
+from labkit.models import Nets
+from labkit.report import ROOT, build_report
 from labkit.widgets import LatentExplorer
 
-from conftest import shared_data
+from conftest import pdf_text, shared_data
 
 FIGURES = {"data_faces.png", "loss_vae.png", "loss_gan.png", "loss_vaegan.png", "reconstructions.png",
            "samples.png", "loss_curves.png", "interpolation.png", "zoom_recon_eyes.png", "zoom_recon_hair.png",
@@ -21,7 +21,6 @@ FIGURES = {"data_faces.png", "loss_vae.png", "loss_gan.png", "loss_vaegan.png", 
 def test_latent_sliders_change_the_decoded_face():
     torch.manual_seed(0)
     nets = Nets("vaegan", 16, 1 / 16)
-    nets.apply(init_weights)
     faces = torch.from_numpy(D.synthetic_images(3))
     ex = LatentExplorer(nets, faces, {"up": torch.ones(16), "down": -torch.ones(16)})
     first = bytes(ex.image.value)
@@ -45,7 +44,7 @@ def test_smoke_report_end_to_end(tmp_path):
     data = shared_data()
     paths = build_report("smoke", tmp_path, data=str(data) if data else None, epochs=1, limit=256, eval_n=16, n_ref=16)
 
-    for name in ("01_data", "02_train_vae", "02_train_gan", "02_train_vaegan", "03_results", "04_discussion", "05_demo"):
+    for name in ("00_introduction", "01_data", "02_train_vae", "02_train_gan", "02_train_vaegan", "03_results", "04_discussion", "05_demo"):
         nb = json.loads((tmp_path / f"{name}.ipynb").read_text())
         errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o["output_type"] == "error"]
         assert not errors, name
@@ -64,7 +63,7 @@ def test_smoke_report_end_to_end(tmp_path):
 
     results = tmp_path / "03_results.ipynb"
     if os.environ.get("LABKIT_INCEPTION"):  # offline, FID needs local weights; CI has them
-        metrics = json.loads((tmp_path / "runs" / "metrics.json").read_text())
+        metrics = json.loads((tmp_path / "figures" / "metrics.json").read_text())
         assert set(metrics["runs"]) == {"vae", "gan", "vaegan"}
         assert "| FID prior samples |" in results.read_text()
     else:

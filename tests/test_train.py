@@ -4,9 +4,10 @@ import pytest
 import torch
 
 from labkit import LabkitError, data as D
-from labkit.models import Nets, init_weights
-from labkit.plots import read_stats
-from labkit.train import load_nets, make_optimizers, options, train_step, training_loop
+from labkit.models import Nets
+from labkit.options import options
+from labkit.runs import Run, load_nets
+from labkit.train import make_optimizers, train_step, training_loop
 
 from conftest import TINY, loss_rows
 
@@ -18,7 +19,6 @@ def overfit(model, steps, freeze=(), **kw):
     o = options(**{**dict(model=model, profile="smoke", optimizer="adam", lr=2e-3, **TINY), **kw})
     torch.manual_seed(0)
     nets = Nets(model, o["latent"], o["width"])
-    nets.apply(init_weights)
     opts = {k: v for k, v in make_optimizers(nets, o, torch.device("cpu")).items() if k not in freeze}
     x = D.to_float(torch.from_numpy(D.synthetic_images(16, seed=5)))
     g = torch.Generator().manual_seed(0)
@@ -69,7 +69,7 @@ def test_run_folder_contents(tmp_path):
     assert o["model"] == "vae" and o["g_loss"] == "nonsaturating" and o["gamma"] == 5.0 and o["steps"] == 8
     assert "synthetic" in o["data_used"]
     assert sorted(p.name for p in (tmp_path / "grids").iterdir()) == ["epoch-0001.png", "epoch-0002.png"]
-    assert read_stats(tmp_path)[-1]["step"] == 8
+    assert Run(tmp_path).stats()[-1]["step"] == 8
 
 
 def test_checkpoint_round_trip_gives_identical_samples(tmp_path):

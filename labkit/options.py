@@ -1,0 +1,154 @@
+"""Every setting of a run in one table, and the profiles that size a run.
+
+The table is the single source: `options()` fills and checks a run's settings from it, the CLI
+builds its arguments from it (`add_arguments`), the notebooks pass its names through, and the
+report describes a run with its help strings.
+"""
+import math
+from dataclasses import dataclass
+
+from labkit import LabkitError
+from labkit.losses import D_WEIGHTS, DEC_BATCHES, G_LOSSES
+from labkit.models import INITS, MODELS
+
+OPTIMIZERS = ("rmsprop", "adam")
+ON_NAN = ("stop", "rollback")
+# The authors' equilibrium: D's mean cost -log D(x) on real and -log(1 - D(x)) on fakes is
+# ln 2 = 0.69 when D cannot tell them apart; 0.68 is their centre for the margin.
+EQUILIBRIUM = 0.68
+
+
+# What each profile sets, training and evaluation alike. smoke: a width-1/8 network on a small
+# set, minutes on a CPU, a pipeline check. full: the handout's settings, a GPU job.
+PROFILES = {
+    "smoke": dict(width=0.125, latent=128, epochs=4, batch=32, limit=2048, log_every=10, ckpt_every=100,
+                  eval_n=64, n_ref=64),
+    "full": dict(width=1.0, latent=2048, epochs=100, batch=64, limit=None, log_every=50, ckpt_every=1000,
+                 eval_n=10_000, n_ref=None),
+}
+EVALUATION = ("eval_n", "n_ref")  # profile keys that size the evaluation, not the training
+
+
+@dataclass(frozen=True)
+class Option:
+    default: object
+    help: str
+    kind: type = str              # int, float, bool or str
+    choices: tuple = None         # allowed values (kind str)
+    interval: tuple = None        # (low, high]: allowed range (kind int or float)
+    low_open: bool = True         # False: [low, high]
+    optional: bool = False        # None is allowed (means: see help)
+    label: str = None             # how an error names it, if not by its key
+
+
+def _positive(help, default, optional=False):
+    return Option(default, help, int, interval=(0, math.inf), optional=optional)
+
+
+OPTIONS = dict(
+    model        = Option("vaegan", "vae (hw2), gan (hw3) or vaegan", choices=tuple(MODELS)),
+    profile      = Option("full", "sets the size and length of a run (see PROFILES) unless given", choices=tuple(PROFILES)),
+    data         = Option(None, "celeba64.h5 or its folder (default: $LABKIT_DATA, else synthetic faces)", optional=True),
+    epochs       = _positive("passes over the training set (handout: 100)", 100),
+    batch        = _positive("images per step (handout: 64)", 64),
+    lr           = Option(3e-4, "learning rate of every network (handout: 3e-4)", float, interval=(0, 1)),
+    optimizer    = Option("rmsprop", "the paper's RMSProp, or adam (betas 0.5, 0.999)", choices=OPTIMIZERS),
+    beta         = Option(1.0, "weight of the KL prior term (beta-VAE)", float, interval=(0, 1e4)),
+    gamma        = Option(5.0, "weight of L_llike against the GAN loss in the decoder's update (handout: 5)", float, interval=(0, 1e4)),
+    g_loss       = Option("nonsaturating", "generator loss: nonsaturating -log D(G(z)) or saturating log(1 - D(G(z)))", choices=G_LOSSES, label="generator loss"),
+    d_weights    = Option("sum", "D loss: sum (Algorithm 1: real + each fake batch) or half (authors: 0.5 real, 0.5 mean of fakes)", choices=D_WEIGHTS),
+    recon_fake   = Option(True, "D sees reconstructions as fakes (Algorithm 1); false: prior samples only (authors' CelebA script)", bool),
+    feature_norm = Option(False, "divide L_llike by the mean square of Dis_l(x), so the growth of layer l's weights cannot reweigh it", bool),
+    dec_batch    = Option("split", "decode reconstructions and prior samples separately (split) or as one batch with shared BatchNorm statistics (joint)", choices=DEC_BATCHES),
+    margin       = Option(None, "the authors' equilibrium rule: skip D's or the decoder's update when it wins by more than this around 0.68 (they use 0.35)", float, interval=(0, EQUILIBRIUM), optional=True),
+    lr_decay     = Option(1.0, "the learning rate falls exponentially to lr * lr_decay at the last step (1: constant)", float, interval=(0, 1)),
+    weight_decay = Option(0.0, "weight decay on every weight (the authors: 1e-5)", float, interval=(0, 1), low_open=False),
+    init         = Option("normal", "weights: normal N(0, 0.02) (DCGAN) or glorot (the authors' deeppy)", choices=INITS),
+    latent       = _positive("size of the latent code (handout: 2048)", 2048),
+    width        = Option(1.0, "channel multiplier (1: the handout's tables)", float, interval=(0, 4)),
+    limit        = _positive("train on the first N images only", None, optional=True),
+    seed         = Option(0, "seed of the weights, the batch order and the noise", int),
+    device       = Option("auto", "auto (cuda when present, else cpu), cpu or cuda[:N]"),
+    fast         = Option(None, "bf16 autocast + torch.compile (default: on for cuda, off for cpu)", bool, optional=True),
+    log_every    = _positive("steps between stats lines (and the only host syncs of a step)", 50),
+    ckpt_every   = _positive("steps between checkpoints; also one at every epoch end", 1000),
+    on_nan       = Option("stop", "stop: keep the last good checkpoint and exit; rollback: reload it, halve lr, go on", choices=ON_NAN),
+    sync_bn      = Option(False, "under torchrun on GPUs: BatchNorm statistics over the global batch", bool),
+)
+
+
+
+def options(**overrides):
+    """Every setting of a run: the table's defaults, the profile's, then the caller's (None: unset)."""
+    opts = {k: o.default for k, o in OPTIONS.items()}
+    profile = overrides.get("profile") or opts["profile"]
+    if profile not in PROFILES:
+        raise LabkitError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    opts.update({k: v for k, v in PROFILES[profile].items() if k not in EVALUATION})
+    unknown = set(overrides) - set(OPTIONS)
+    if unknown:
+        raise LabkitError(f"unknown setting {', '.join(sorted(unknown))}; see python -m labkit train --help")
+    opts.update({k: v for k, v in overrides.items() if v is not None})
+    check_options(opts)
+    return opts
+
+
+def evaluation(profile, **overrides):
+    """How many images a profile's evaluation uses: eval_n generated, n_ref held-out (None: all)."""
+    sizes = {k: PROFILES[profile][k] for k in EVALUATION}
+    sizes.update({k: v for k, v in overrides.items() if v is not None})
+    return sizes
+
+
+def problem(key, value):
+    """What is wrong with one setting, in one line, or None."""
+    o = OPTIONS[key]
+    if value is None:
+        return None if o.optional else f"{key} must be set"
+    if o.choices is not None:
+        return None if value in o.choices else f"unknown {o.label or key} {value!r}; choose one of {', '.join(o.choices)}"
+    if o.kind is bool:
+        return None if isinstance(value, bool) else f"{key} must be true or false, got {value!r}"
+    if o.kind is int and (not isinstance(value, int) or isinstance(value, bool)):
+        return f"{key} must be {'a positive integer' if o.interval else 'an integer'}, got {value!r}"
+    if o.interval is None:
+        return None
+    low, high = o.interval
+    where = f"{key} must be in {'(' if o.low_open else '['}{low:g}, {high:g}], got {value!r}"
+    if o.kind is float and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)):
+        return where
+    inside = (low < value if o.low_open else low <= value) and value <= high
+    if not inside:
+        return f"{key} must be a positive integer, got {value!r}" if o.kind is int else where
+    return None
+
+
+def check_options(o):
+    """Every bad setting as one line, before any work starts."""
+    problems = [p for k in OPTIONS if (p := problem(k, o[k]))]
+    if o["device"] not in ("auto", "cpu") and not str(o["device"]).startswith("cuda"):
+        problems.append(f"device must be auto, cpu or cuda[:N], got {o['device']!r}")
+    if problems:
+        raise LabkitError("; ".join(problems))
+
+
+def add_arguments(parser):
+    """One command-line flag per option (--g-loss for g_loss), help and choices from the table."""
+    import argparse
+    for key, o in OPTIONS.items():
+        flag = "--" + key.replace("_", "-")
+        if o.kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=o.help)
+        else:
+            parser.add_argument(flag, type=o.kind, choices=o.choices, default=None, help=o.help,
+                                required=key == "model")
+
+
+def describe(o, keys):
+    """A markdown table of some settings of a run: value, and what it means; bold where the
+    value is not the handout's (the full profile's)."""
+    rows = ["| setting | value | meaning |", "|---|---|---|"]
+    for key in keys:
+        value, handout = o[key], PROFILES["full"].get(key, OPTIONS[key].default)
+        rows.append(f"| `{key}` | {f'**{value}**' if value != handout else value} | {OPTIONS[key].help} |")
+    return "\n".join(rows)

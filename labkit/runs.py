@@ -1,0 +1,167 @@
+"""The run folder, and everything that reads or writes it.
+
+    options.json    every setting of the run, with its provenance (device, torch, commit)
+    stats.jsonl     one JSON line per `log_every` steps (losses, diagnostics) and per epoch
+    log.txt         what the run said, with times
+    grids/          epoch-NNNN.png: fixed held-out faces reconstructed, fixed noise sampled
+    checkpoint.pt   weights, optimizer and RNG state; opens with torch.load(weights_only=True)
+    .lock           held by the process training into the folder
+"""
+import contextlib
+import fcntl
+import json
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+
+from labkit import LabkitError, data as D
+from labkit.models import MODELS, Nets
+
+
+def git_commit():
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent, timeout=5).stdout.strip() or None
+    except OSError:
+        return None
+
+
+def device_name(device=None):
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+
+
+def provenance(device=None):
+    """Where a number came from: the code, the libraries and the machine."""
+    return dict(commit=git_commit(), torch=torch.__version__, python=platform.python_version(),
+                device=device_name(device))
+
+
+class Run:
+    def __init__(self, path):
+        self.path = Path(path)
+        self.checkpoint = self.path / "checkpoint.pt"
+        self.grids = self.path / "grids"
+
+    # options and provenance
+    def write_options(self, record):
+        (self.path / "options.json").write_text(json.dumps(record, indent=2) + "\n")
+
+    def options(self):
+        path = self.path / "options.json"
+        if not path.is_file():
+            raise LabkitError(f"{self.path}: no options.json (not a run folder, or never trained)")
+        return json.loads(path.read_text())
+
+    # stats
+    def stats(self):
+        """stats.jsonl as a list of dicts; a torn last line (a crash mid-write) is skipped."""
+        rows, path = [], self.path / "stats.jsonl"
+        if path.is_file():
+            for line in path.read_text().splitlines():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+        return rows
+
+    def append_stats(self, row):
+        with open(self.path / "stats.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def truncate_stats(self, step):
+        """Keep only the lines up to the checkpoint being resumed (and drop a torn last line)."""
+        rows = [r for r in self.stats() if r["step"] <= step]
+        (self.path / "stats.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    def log(self, message, console=True):
+        """A line in log.txt, and on the console unless told otherwise."""
+        with open(self.path / "log.txt", "a") as f:
+            f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+        if console:
+            print(f"[labkit] {message}", flush=True)
+
+    # checkpoints
+    def save(self, nets, opts, step, generator, o):
+        """Write to a temporary file, fsync, then rename: a crash leaves the old or the new file."""
+        state = {
+            "nets": nets.state_dict(),
+            "opts": {k: v.state_dict() for k, v in opts.items()},
+            "step": step,
+            "rng": generator.get_state(),
+            "options": json.dumps(o),
+            "labkit": 1,
+        }
+        tmp = Path(str(self.checkpoint) + ".tmp")
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.checkpoint)
+
+    @contextlib.contextmanager
+    def lock(self):
+        """One process per run folder. flock is released by the kernel even after kill -9."""
+        handle = open(self.path / ".lock", "w")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise LabkitError(f"{self.path}: another process is training into this run folder") from None
+        try:
+            yield
+        finally:
+            handle.close()
+
+
+def load_checkpoint(path):
+    """A checkpoint's contents, on the CPU (load_state_dict moves them to the networks' device;
+    the RNG state must stay a CPU tensor). weights_only: a checkpoint from anyone can be opened
+    without running its code."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoint.pt"
+    if not path.is_file():
+        raise LabkitError(f"{path}: no checkpoint (train first, or check the run folder)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for foreign, truncated or unsafe files
+        raise LabkitError(f"{path}: not a loadable labkit checkpoint ({str(e).splitlines()[0]})") from None
+    if not isinstance(state, dict) or state.get("labkit") != 1:
+        raise LabkitError(f"{path}: not a labkit checkpoint")
+    state["options"] = json.loads(state["options"])
+    return state
+
+
+def load_weights(nets, weights, source):
+    try:
+        nets.load_state_dict(weights)
+    except RuntimeError as e:
+        first = [line.strip() for line in str(e).splitlines()[1:2]]
+        raise LabkitError(f"{source}: weights do not fit a {nets.model} of this size "
+                          f"(check --model/--latent/--width): {' '.join(first)}") from None
+
+
+def load_nets(run, device="cpu"):
+    """A trained run's networks in eval mode, and its options."""
+    state = load_checkpoint(run)
+    o = state["options"]
+    nets = Nets(o["model"], o["latent"], o["width"]).to(device)
+    load_weights(nets, state["nets"], run)
+    return nets.eval(), o
+
+
+def comparison(runs_dir, data, n=16):
+    """What every comparison figure shows: each trained model, the same held-out faces, the same noise."""
+    runs_dir = Path(runs_dir)
+    missing = [m for m in MODELS if not (runs_dir / m / "checkpoint.pt").is_file()]
+    if missing:
+        raise LabkitError(f"{runs_dir}: no trained run for {', '.join(missing)}: run 02_train.ipynb for each model first")
+    nets = {m: load_nets(runs_dir / m)[0] for m in MODELS}
+    return nets, D.grid_faces(D.resolve_data(data), n), D.fixed_noise(nets["vaegan"].latent, n)
