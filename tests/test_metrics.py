@@ -2,6 +2,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -75,18 +76,57 @@ def two_runs(tmp_path_factory):
     return root
 
 
-def test_evaluate_writes_the_protocol_and_every_metric(two_runs, tmp_path):
+def test_evaluate_writes_the_protocol_every_metric_and_the_floor(two_runs, tmp_path):
     out = tmp_path / "m.json"
-    M.evaluate([two_runs / "vae", two_runs / "gan"], n=120, out=out, extractor=tiny_extractor(), n_train=200,
-               n_ref=300)
+    M.evaluate([two_runs / "vae", two_runs / "gan"], n=120, out=out, extractor=tiny_extractor(), n_ref=150)
     r = json.loads(out.read_text())
     p = r["protocol"]
-    assert p["generated_count"] == 120 and p["reference_count"] == 300 and p["expost_fit_count"] == 200
-    assert {"reference", "weights", "seed", "commit", "torch", "seconds", "sharpness_real"} <= set(p)
+    assert (p["generated_count"], p["reference_count"], p["floor_count"], p["expost_fit_count"]) == (120, 150, 120, 120)
+    assert {"reference", "weights", "seed", "commit", "torch", "device", "seconds", "sharpness_real"} <= set(p)
     vae, gan = r["runs"]["vae"], r["runs"]["gan"]
-    assert {"fid_prior", "fid_recon", "fid_expost", "kid_prior", "mse", "ssim", "sharpness_recon"} <= set(vae)
+    assert {"fid_prior", "fid_recon", "fid_expost", "kid_prior", "mse", "ssim", "sharpness_recon",
+            "diversity_prior", "shared_pattern_prior"} <= set(vae)
     assert "fid_recon" not in gan and "fid_prior" in gan and gan["options"]["g_loss"] == "nonsaturating"
-    assert "| FID prior samples |" in M.table(r)
+    # Real training faces against real held-out faces: what a perfect model would score.
+    assert 0 < p["floor_fid"] < min(vae["fid_prior"], gan["fid_prior"])
+    text = M.table(r)
+    assert "| FID prior samples |" in text and f"| {p['floor_fid']:.4g} |" in text
+
+
+def test_sets_can_be_chosen(two_runs, tmp_path):
+    r = M.evaluate([two_runs / "vae"], n=64, n_ref=64, extractor=tiny_extractor(), sets=("prior", "recon"))
+    assert "fid_recon" in r["runs"]["vae"] and "fid_expost" not in r["runs"]["vae"]
+
+
+def test_reference_features_are_computed_once_and_cached(tmp_path):
+    calls, ext = [], tiny_extractor()
+    counting = lambda images: calls.append(len(images)) or ext(images)
+    images = faces(60, 1)
+    first = M.cached_features(counting, images, "holdout.h5|w", tmp_path, None)
+    again = M.cached_features(counting, images, "holdout.h5|w", tmp_path, None)
+    assert sum(calls) == 60 and torch.equal(first, again)
+    M.cached_features(counting, images[:30], "holdout.h5|w", tmp_path, None)  # another count: another file
+    assert sum(calls) == 90
+    stats = np.load(next(tmp_path.glob("features-*.npz")))
+    assert stats["mu"].shape == (128,) and stats["sigma"].shape == (128, 128)
+
+
+def test_kid_passes_only_arguments_torch_fidelity_knows(monkeypatch):
+    import torch_fidelity.metric_kid as tk
+    from torch_fidelity.defaults import DEFAULTS
+    seen = {}
+    real = tk.kid_features_to_metric
+    monkeypatch.setattr(tk, "kid_features_to_metric", lambda a, b, **kw: seen.update(kw) or real(a, b, **kw))
+    a = M.features(tiny_extractor(), faces(50, 1))
+    M.kid(a, a, subsets=2)
+    assert set(seen) <= set(DEFAULTS), set(seen) - set(DEFAULTS)  # an unknown name would be ignored silently
+
+
+def test_collapse_measures():
+    real = faces(64, 1)
+    stamped = (real.float() * 0.5 + 127 * (torch.arange(64) % 2).view(1, 1, 1, 64)).clamp(0, 255).to(torch.uint8)
+    assert M.shared_pattern(stamped) > 10 * M.shared_pattern(real)  # a stripe on every face survives the average
+    assert M.diversity(real[:1].repeat(64, 1, 1, 1)) == 0 < M.diversity(real)
 
 
 def test_evaluate_cli_with_real_inception_weights(two_runs, tmp_path, capsys):
