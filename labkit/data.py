@@ -163,7 +163,7 @@ def load_images(path, device="cpu", limit=None):
     """The whole uint8 array (N, 3, 64, 64) as a tensor on `device`: the training fast path."""
     n = validate_h5(path)
     n = n if limit is None else min(n, limit)
-    need, free = n * 3 * 64 * 64, os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    need, free = n * 3 * 64 * 64, available_memory()
     if need > 0.8 * free:
         raise LabkitError(f"{path}: {n:,} images need {need / 2**30:.1f} GiB, more than this machine has free "
                           f"({free / 2**30:.1f} GiB): use --limit")
@@ -173,6 +173,18 @@ def load_images(path, device="cpu", limit=None):
     except OSError as e:
         raise LabkitError(f"{path}: cannot be read, truncated or corrupt ({e})") from None
     return torch.from_numpy(array).to(device)
+
+
+def available_memory():
+    """Bytes a new allocation can get: MemAvailable (free pages plus the page cache the kernel
+    can drop), not MemFree, which a machine that has read files for a while keeps small."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
 
 
 def synthetic_images(n=2048, seed=0):

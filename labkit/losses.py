@@ -118,15 +118,23 @@ def compute_losses(nets, x, generator, beta=1.0, gamma=5.0, g_loss="nonsaturatin
         recon, x_p = nets.dec(torch.cat([z, z_p])).split(n)
     else:
         recon, x_p = nets.dec(z), nets.dec(z_p)
-    logits, feats = nets.dis(torch.cat([x, recon, x_p]))
-    real, fake_rec, fake_p = logits.split(n)
-    feat_real, feat_rec, _ = feats.split(n)
+    if recon_fake:
+        logits, feats = nets.dis(torch.cat([x, recon, x_p]))
+        real, fake_rec, fake_p = logits.split(n)
+        feat_real, feat_rec, _ = feats.split(n)
+        fakes = [fake_rec, fake_p]
+    else:
+        # The authors' CelebA script: reconstructions reach D only through Dis_l, in a pass of
+        # their own, so that not even D's BatchNorm statistics see them in the GAN pass.
+        feat_real, feat_rec = nets.dis.features(torch.cat([x, recon])).split(n)
+        logits, _ = nets.dis(torch.cat([x, x_p]))
+        real, fake_p = logits.split(n)
+        fakes = [fake_p]
     # Dis_l(x) is the fixed target of the reconstruction (routing itself is backward_routed's job).
     llike = feature_llike(feat_real.detach(), feat_rec, feature_norm)
     prior = kl_prior(mu, logvar, per=feat_rec[0].numel())
-    fakes = [fake_rec, fake_p] if recon_fake else [fake_p]
     d_loss = discriminator_loss(real, fakes, d_weights)
     g = generator_loss(fakes, g_loss)
-    losses = {"kl": prior, "llike": llike, "d": d_loss, "g": g,
-              **diagnostics(real, fakes, real=real, recon=fake_rec, prior=fake_p)}
+    seen = dict(real=real, prior=fake_p, **({"recon": fake_rec} if recon_fake else {}))
+    losses = {"kl": prior, "llike": llike, "d": d_loss, "g": g, **diagnostics(real, fakes, **seen)}
     return losses, {"enc": beta * prior + llike, "dec": gamma * llike + g, "dis": d_loss}

@@ -83,8 +83,11 @@ class Discriminator(nn.Module):
                                   nn.Linear(c4 * 8 * 8, _ch(1024, width)), nn.ELU(),
                                   nn.Linear(_ch(1024, width), 1))
 
+    def features(self, x):
+        return self.layer_l(self.convs(x))
+
     def forward(self, x):
-        features = self.layer_l(self.convs(x))
+        features = self.features(x)
         return self.head(features).squeeze(1), features
 
 

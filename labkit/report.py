@@ -4,6 +4,7 @@ The prose lives in the notebooks' markdown cells; this module only runs them, as
 cells in the handout's report structure (1 Introduction, 2 Experiment setups, 3 Results,
 4 Discussion, 5 Demo) and exports the result.
 """
+import json
 import shutil
 import sys
 import time
@@ -21,10 +22,13 @@ NOTEBOOKS = ROOT / "notebooks"
 
 
 def choose_profile(profile, data):
+    """auto: the handout's full runs with a GPU and CelebA, the hour-long cpu profile with
+    CelebA alone, else the smoke check on synthetic faces."""
     if profile != "auto":
         return profile
-    has_celeba = (path := D.resolve_data(data)) is not None and path.is_file()
-    return "full" if torch.cuda.is_available() and has_celeba else "smoke"
+    if (path := D.resolve_data(data)) is None or not path.is_file():
+        return "smoke"
+    return "full" if torch.cuda.is_available() else "cpu"
 
 
 def plan(evaluation_sizes):
@@ -40,32 +44,52 @@ def plan(evaluation_sizes):
 
 
 def run_notebook(name, out_name, build, parameters):
+    """Execute one notebook. Its kernel talks over local sockets (IPC: no open TCP port, no
+    warning about one); training progress reaches this console from the kernel's stderr."""
     import papermill as pm
+    from jupyter_client.manager import AsyncKernelManager
+
+    class LocalKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            super().__init__(transport="ipc", **kwargs)
+
     print(f"[labkit] {name} -> {build / out_name}", flush=True)
-    pm.execute_notebook(NOTEBOOKS / f"{name}.ipynb", build / out_name, parameters=parameters,
-                        cwd=str(NOTEBOOKS), kernel_name="python3", progress_bar=True, log_output=False)
+    pm.execute_notebook(NOTEBOOKS / f"{name}.ipynb", build / out_name, parameters=parameters, cwd=str(NOTEBOOKS),
+                        kernel_name="python3", progress_bar=False, log_output=False,
+                        kernel_manager_class=LocalKernelManager)
 
 
 def build_report(profile="auto", build="build", data=None, epochs=None, limit=None, eval_n=None, n_ref=None):
-    """Run every notebook headlessly, then export build/report.{html,pdf}. Returns the paths."""
-    t0 = time.time()
+    """Run every notebook headlessly, then export the report. Returns the paths written."""
     profile = choose_profile(profile, data)
+    settings = {k: v for k, v in dict(epochs=epochs, limit=limit).items() if v is not None}
     build = Path(build).resolve()
+    execute(profile, build, data, figures_dir(profile, build), settings, eval_n, n_ref)
+    return export(build)
+
+
+def figures_dir(profile, build):
+    # Real runs write the committed results, figures/<profile>/; a smoke check never touches them.
+    return build / "figures" if profile == "smoke" else ROOT / "figures" / profile
+
+
+def execute(profile, build, data, figures, settings=None, eval_n=None, n_ref=None):
+    """Run the notebooks into `build` (figures into `figures`) and record in build/report.json
+    what the report's first line says: profile, data, provenance, minutes."""
+    t0 = time.time()
     build.mkdir(parents=True, exist_ok=True)
-    # A smoke run never overwrites the committed results of real runs in figures/.
-    figures = ROOT / "figures" if profile == "full" else build / "figures"
     data_path = D.resolve_data(data)
     if data_path is None:
         print(f"[labkit] {D.GET_CELEBA}", flush=True)
-    settings = {k: v for k, v in dict(epochs=epochs, limit=limit).items() if v is not None}
-    common = dict(data=str(data_path) if data_path else None, profile=profile, settings=settings,
+    common = dict(data=str(data_path) if data_path else None, profile=profile, settings=settings or {},
                   runs_dir=str(build / "runs"), figures_dir=str(figures))
-    steps = list(plan(evaluation(profile, eval_n=eval_n, n_ref=n_ref)))
-    for name, out_name, parameters, _ in steps:
+    sizes = evaluation(profile, eval_n=eval_n, n_ref=n_ref)
+    for name, out_name, parameters, _ in plan(sizes):
         run_notebook(name, out_name, build, dict(common, **parameters))
     facts = dict(profile=profile, data=common["data"] or "synthetic faces (no CelebA on this machine)",
                  **provenance(), minutes=round((time.time() - t0) / 60, 1))
-    return export(assemble(build, steps, facts), build)
+    (build / "report.json").write_text(json.dumps(dict(facts=facts, sizes=sizes, figures=str(figures)), indent=2))
+    return facts
 
 
 def _report_cells(nb):
@@ -85,24 +109,42 @@ def _report_cells(nb):
     return cells
 
 
-def assemble(build, steps, facts):
-    """One notebook in the handout's report structure, from the executed notebooks."""
+def assemble(build):
+    """One notebook in the handout's report structure, from the executed notebooks in `build`."""
     import nbformat
     md = nbformat.v4.new_markdown_cell
-    cells = [md(" · ".join(f"**{k}** {v}" for k, v in facts.items()))]
-    for _, out_name, _, heading in steps:
+    record = json.loads((build / "report.json").read_text())
+    cells = [md(" · ".join(f"**{k}** {v}" for k, v in record["facts"].items()))]
+    for _, out_name, _, heading in plan(record["sizes"]):
         if heading:
             cells.append(md(heading))
         cells += _report_cells(nbformat.read(build / out_name, as_version=4))
+    number_figures(cells)
     nb = nbformat.v4.new_notebook(cells=cells, metadata={
         "title": "VAE-GAN: autoencoding beyond pixels — lab report", "authors": [{"name": "labkit"}]})
     nbformat.write(nb, build / "report.ipynb")
     return nb
 
 
-def export(nb, build):
-    """HTML always; PDF when xelatex and pandoc are present (see the README)."""
+def number_figures(cells):
+    """Captions written "**Figure.**" in the notebooks become Figure 1, 2, ... in report order."""
+    n = 0
+    for cell in cells:
+        texts = [cell] if cell.cell_type == "markdown" else [o.data for o in cell.get("outputs", [])
+                                                            if "text/markdown" in o.get("data", {})]
+        for holder in texts:
+            key = "source" if holder is cell else "text/markdown"
+            while "**Figure.**" in holder[key]:
+                n += 1
+                holder[key] = holder[key].replace("**Figure.**", f"**Figure {n}.**", 1)
+
+
+def export(build):
+    """build/report.html always, build/report.pdf when xelatex and pandoc are present (see the
+    README); the PDF also goes beside the figures of real runs. Returns the paths."""
     from nbconvert import HTMLExporter, PDFExporter
+    nb = assemble(build)
+    figures = Path(json.loads((build / "report.json").read_text())["figures"])
     paths = {}
     html, _ = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True).from_notebook_node(nb)
     (build / "report.html").write_text(html)
@@ -111,6 +153,9 @@ def export(nb, build):
         pdf, _ = PDFExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True).from_notebook_node(nb)
         (build / "report.pdf").write_bytes(pdf)
         paths["pdf"] = build / "report.pdf"
+        if figures.is_relative_to(ROOT / "figures"):
+            shutil.copy2(build / "report.pdf", figures / "report.pdf")
+            paths["committed pdf"] = figures / "report.pdf"
     else:
         print("[labkit] xelatex/pandoc not found: wrote HTML only (see README for the PDF)", file=sys.stderr)
     return paths

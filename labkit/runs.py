@@ -13,6 +13,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -81,11 +82,12 @@ class Run:
         (self.path / "stats.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
     def log(self, message, console=True):
-        """A line in log.txt, and on the console unless told otherwise."""
+        """A line in log.txt, and on the console (stderr: in a notebook, not part of the
+        report) unless told otherwise."""
         with open(self.path / "log.txt", "a") as f:
             f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
         if console:
-            print(f"[labkit] {message}", flush=True)
+            print(f"[labkit] {message}", file=sys.stderr, flush=True)
 
     # checkpoints
     def save(self, nets, opts, step, generator, o):

@@ -5,6 +5,7 @@ checkpoints, grids, checks); the settings are those of labkit.options, the run f
 contents those of labkit.runs.
 """
 import contextlib
+import sys
 import time
 from types import SimpleNamespace
 
@@ -82,7 +83,7 @@ def train_step(nets, opts, x, generator, o, autocast=False, shard=(0, 1), diagno
     stepping = updated(opts, losses, o["margin"])
     for name in stepping:
         opts[name].step()
-    if o["margin"] is not None:
+    if o["margin"]:
         diag.update({f"diag/updates_{k}": torch.tensor(float(k in stepping)) for k in ("dec", "dis")})
     return {**{k: v.detach() for k, v in losses.items()}, **diag}
 
@@ -91,7 +92,7 @@ def updated(opts, losses, margin):
     """The networks that step. The equilibrium rule (the authors' code) freezes D while it wins
     by more than `margin` on real or fake images, and the decoder while it loses by more; the
     encoder always steps. It reads the costs on the host: one sync per step when it is on."""
-    if margin is None or "diag/cost_real" not in losses:
+    if not margin or "diag/cost_real" not in losses:
         return list(opts)
     costs = (losses["diag/cost_real"].item(), losses["diag/cost_fake"].item())
     dis = not any(c < EQUILIBRIUM - margin for c in costs)
@@ -128,9 +129,12 @@ def decoder_gradients(nets, losses, gamma):
 # ----------------------------------------------------------------------------------------------
 # a run
 
-def training_loop(run_dir, resume=False, progress=True, **settings):
-    """Train one model into `run_dir` (see labkit.options for the settings); returns the folder."""
+def training_loop(run_dir, resume=False, progress=True, time_limit=None, **settings):
+    """Train one model into `run_dir` (see labkit.options for the settings); returns the folder.
+    With `time_limit` (seconds), stop at the first logged step after it with a checkpoint: a
+    long run can go on in short sessions (resume=True), as on machines lent for minutes."""
     o = options(**settings)
+    deadline = None if time_limit is None else time.time() + time_limit
     run = Run(run_dir)
     run.path.mkdir(parents=True, exist_ok=True)
     rank, _ = distributed()
@@ -138,7 +142,7 @@ def training_loop(run_dir, resume=False, progress=True, **settings):
     with run.lock() if rank == 0 else contextlib.nullcontext():
         for rollback in range(MAX_ROLLBACKS + 1):
             try:
-                return _train(run, o, resume, progress)
+                return _train(run, o, resume, progress, deadline)
             except Diverged as e:
                 if o["on_nan"] != "rollback" or rollback == MAX_ROLLBACKS or not run.checkpoint.is_file():
                     raise
@@ -148,8 +152,9 @@ def training_loop(run_dir, resume=False, progress=True, **settings):
                 run.log(f"rolling back to the last checkpoint with lr {o['lr']:g}")
 
 
-def _train(run, o, resume, progress):
+def _train(run, o, resume, progress, deadline=None):
     t = setup(o)
+    t.deadline = deadline
     if resume and run.checkpoint.is_file():
         step = restore(run, o, t)
     elif run.checkpoint.is_file():
@@ -163,6 +168,8 @@ def _train(run, o, resume, progress):
         run.log(f"{MODELS[o['model']]['title']} on {t.device}; data: {t.note}", console=progress)
         if D.resolve_data(o["data"]) is None:
             run.log(D.GET_CELEBA, console=progress)
+    # Wall time counts on from the resumed checkpoint's, so a run's last row says what it cost.
+    t.seconds = next((r["seconds"] for r in reversed(run.stats()) if "seconds" in r), 0.0) if step else 0.0
     loop(run, o, t, step, progress and t.writer)
     return run.path
 
@@ -221,8 +228,11 @@ def loop(run, o, t, step, progress):
         for module in t.nets.children():
             module.compile()  # in place: state_dict keys stay those of the plain modules
     noise = D.fixed_noise(o["latent"]).to(t.device)
-    window, order, t0 = [], None, time.time()
-    bar = tqdm(total=t.total, initial=step, desc=o["model"], unit="step", disable=not progress, dynamic_ncols=True)
+    window, order, t0 = [], None, time.time() - t.seconds
+    # To the process's own stderr: the terminal of `python -m labkit train`, and under papermill
+    # the console of `make report` (ipykernel also shows it in the notebook, never in the report).
+    bar = tqdm(total=t.total, initial=step, desc=o["model"], unit="step", disable=not progress, dynamic_ncols=True,
+               file=sys.__stderr__, mininterval=2)
     while step < t.total:
         epoch, i = divmod(step, t.steps_per_epoch)
         if i == 0 or order is None:
@@ -234,22 +244,28 @@ def loop(run, o, t, step, progress):
                                  diagnose=(step + 1) % o["log_every"] == 0))
         step += 1
         bar.update(1)
-        if step % o["log_every"] == 0 or is_snapshot(step, o, t):
+        if step % o["log_every"] == 0 or step % t.steps_per_epoch == 0 or is_snapshot(step, o, t):
             # The step's only host sync: losses are checked before any checkpoint is written,
             # so a checkpoint never holds a diverged model.
-            row = log_row(window, step, o, t, time.time() - t0)
+            out_of_time = t.deadline is not None and time.time() > t.deadline
+            row, stop = log_row(window, step, o, t, time.time() - t0, out_of_time)
             window = []
-            maintain(run, o, t, step, row, noise, bar)
+            maintain(run, o, t, step, row, noise, bar, snapshot=stop or is_snapshot(step, o, t))
+            if stop:
+                run.log(f"time limit reached at step {step} of {t.total}: checkpoint written, continue with --resume",
+                        console=progress)
+                break
     bar.close()
 
 
 def is_snapshot(step, o, t):
-    return step % o["ckpt_every"] == 0 or step % t.steps_per_epoch == 0 or step == t.total
+    # Not at every epoch end: a full-size checkpoint is ~1 GB, and an epoch of the 8,000
+    # training faces lasts seconds on a GPU.
+    return step % o["ckpt_every"] == 0 or step == t.total
 
 
-def maintain(run, o, t, step, row, noise, bar):
+def maintain(run, o, t, step, row, noise, bar, snapshot):
     """What happens on a logged step: check, write the stats line, checkpoint, draw the grid."""
-    snapshot = is_snapshot(step, o, t)
     # Losses are computed before the update: a non-finite gradient in this step shows only in
     # the weights, so they are checked too before they are kept. Every rank checks (the
     # weights are the same on all), so all stop together.
@@ -270,12 +286,15 @@ def maintain(run, o, t, step, row, noise, bar):
                     f"as much as real faces do (epoch {epoch})")
 
 
-def log_row(window, step, o, t, seconds):
-    """Mean losses and diagnostics of the steps since the last row (over all ranks); a
-    non-finite loss raises Diverged naming its first step."""
+def log_row(window, step, o, t, seconds, stop=False):
+    """(row, stop): mean losses and diagnostics of the steps since the last row, over all ranks,
+    and whether any rank asks to stop (all then stop at the same step). A non-finite loss
+    raises Diverged naming its first step."""
     keys = dict.fromkeys(k for w in window for k in w)  # diagnostics come on some steps only
-    stacked = mean_over_ranks({k: torch.stack([w[k] for w in window if k in w]).float() for k in keys}, t.shard[1])
-    stacked = {k: v.cpu() for k, v in stacked.items()}
+    stacked = {k: torch.stack([w[k] for w in window if k in w]).float() for k in keys}
+    stacked["stop"] = torch.tensor([float(stop)], device=stacked[next(iter(keys))].device)
+    stacked = {k: v.cpu() for k, v in mean_over_ranks(stacked, t.shard[1]).items()}
+    stop = stacked.pop("stop").item() > 0
     bad = [(int((~torch.isfinite(v)).nonzero()[0]), k) for k, v in stacked.items()
            if "/" not in k and not torch.isfinite(v).all()]  # losses, one per step; not diagnostics
     if bad:
@@ -284,7 +303,7 @@ def log_row(window, step, o, t, seconds):
     row = {"step": step, "epoch": round(step / t.steps_per_epoch, 4), "kimg": step * o["batch"] / 1000,
            "seconds": round(seconds, 2)}
     row.update({k if "/" in k else f"loss/{k}": v.mean().item() for k, v in stacked.items()})
-    return row
+    return row, stop
 
 
 def write_grid(nets, faces, noise, path):

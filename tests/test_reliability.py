@@ -64,7 +64,7 @@ from labkit.train import training_loop
 real_save, calls = torch.save, [0]
 def save(obj, f):
     calls[0] += 1
-    if calls[0] == 3:  # the third checkpoint (step 10): half written, then the process dies
+    if calls[0] == 3:  # the third checkpoint (step 15): half written, then the process dies
         f.write(b"PK half a checkpoint"); f.flush(); os.kill(os.getpid(), signal.SIGKILL)
     real_save(obj, f)
 torch.save = save
@@ -79,7 +79,7 @@ def test_kill_during_a_checkpoint_write_keeps_the_previous_checkpoint(tmp_path, 
     proc = subprocess.run([sys.executable, "-c", code, str(run)], capture_output=True)
     assert proc.returncode == -signal.SIGKILL
     assert (run / "checkpoint.pt.tmp").read_bytes().startswith(b"PK half")
-    assert load_checkpoint(run)["step"] == 8  # the second checkpoint (epoch 1 end), intact
+    assert load_checkpoint(run)["step"] == 10  # the second checkpoint, intact
     T.training_loop(run, resume=True, progress=False, **SETTINGS)
     assert losses(run) == straight
 
@@ -136,13 +136,13 @@ def test_non_finite_weights_are_never_checkpointed(tmp_path, monkeypatch):
     with pytest.raises(T.Diverged, match="step 10: the weights became non-finite"):
         T.training_loop(tmp_path, progress=False, **SETTINGS)
     state = load_checkpoint(tmp_path)
-    assert state["step"] == 8 and all(torch.isfinite(v).all() for v in state["nets"].values())
+    assert state["step"] == 5 and all(torch.isfinite(v).all() for v in state["nets"].values())
 
 
 def test_rollback_reloads_the_checkpoint_and_halves_the_lr(tmp_path, monkeypatch, capsys):
     nan_at(monkeypatch, {13})
     T.training_loop(tmp_path, progress=False, on_nan="rollback", **SETTINGS)
-    assert "rolling back to the last checkpoint with lr 0.00015" in capsys.readouterr().out
+    assert "rolling back to the last checkpoint with lr 0.00015" in capsys.readouterr().err
     assert json.loads((tmp_path / "options.json").read_text())["lr"] == 1.5e-4
     assert [r["step"] for r in Run(tmp_path).stats() if "kimg" in r][-1] == 24
 
@@ -182,13 +182,20 @@ def test_collapsed_samples_measure_as_collapsed():
 def test_collapse_warning_is_printed_and_logged(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(T, "COLLAPSE_RATIO", 10.0)  # every run looks collapsed against this bar
     T.training_loop(tmp_path, progress=False, **dict(SETTINGS, epochs=1))
-    assert "warning: mode collapse?" in capsys.readouterr().out
+    assert "warning: mode collapse?" in capsys.readouterr().err
     assert "sample_diversity" in Run(tmp_path).stats()[-1]
 
 
 def test_dataset_larger_than_free_memory_is_refused(tmp_path, monkeypatch):
     from conftest import write_h5
     path = write_h5(tmp_path / "x.h5", D.synthetic_images(8))
-    monkeypatch.setattr(os, "sysconf", lambda name: 4096 if name == "SC_PAGE_SIZE" else 10)
+    monkeypatch.setattr(D, "available_memory", lambda: 40_000)
     with pytest.raises(LabkitError, match="more than this machine has free"):
         D.load_images(path)
+
+
+def test_free_memory_counts_the_page_cache():
+    meminfo = dict(line.split(":") for line in open("/proc/meminfo").read().splitlines())
+    available = int(meminfo["MemAvailable"].split()[0]) * 1024
+    assert abs(D.available_memory() - available) < 2**28  # MemAvailable, moments apart
+    assert D.available_memory() >= int(meminfo["MemFree"].split()[0]) * 1024 - 2**28

@@ -90,6 +90,14 @@ def test_resume_continues_the_same_loss_curve(tmp_path, model):
     assert loss_rows(tmp_path / "resumed") == loss_rows(tmp_path / "straight")
 
 
+def test_a_time_limit_stops_with_a_checkpoint_and_resume_finishes_the_same_run(tmp_path):
+    training_loop(tmp_path / "straight", model="vaegan", **RUN)
+    training_loop(tmp_path / "cut", model="vaegan", time_limit=0, **RUN)  # stops at the first logged step
+    assert [r["step"] for r in Run(tmp_path / "cut").stats()] == [2] and load_nets(tmp_path / "cut")
+    training_loop(tmp_path / "cut", model="vaegan", resume=True, **RUN)
+    assert loss_rows(tmp_path / "cut") == loss_rows(tmp_path / "straight")
+
+
 def test_resume_refuses_a_different_model_size(tmp_path):
     training_loop(tmp_path, model="vae", **RUN)
     with pytest.raises(LabkitError, match="latent=16 .now 32."):

@@ -1,0 +1,184 @@
+"""The settings table, the profiles, and each VAE-GAN option doing what its help says."""
+import json
+import math
+
+import pytest
+import torch
+
+from labkit import LabkitError
+from labkit.__main__ import main
+from labkit.losses import compute_losses, discriminator_loss
+from labkit.models import Nets
+from labkit.options import OPTIONS, PROFILES, describe, options
+from labkit.train import decoder_gradients, make_optimizers, set_lr, train_step, training_loop, updated
+
+from conftest import TINY
+
+
+def make(model="vaegan", seed=0, **kw):
+    torch.manual_seed(seed)
+    return Nets(model, **TINY, **kw)
+
+
+def batch(n=8, seed=0):
+    return torch.rand(n, 3, 64, 64, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+def forward(nets, x, seed=1, **settings):
+    return compute_losses(nets, x, torch.Generator().manual_seed(seed), **settings)
+
+
+def test_every_option_has_help_and_a_valid_default():
+    for key, o in OPTIONS.items():
+        assert o.help and len(o.help) > 10, key
+    o = options(profile="full")
+    assert (o["lr"], o["gamma"], o["latent"], o["epochs"], o["batch"]) == (3e-4, 5.0, 2048, 100, 64)
+
+
+def test_profiles_set_sizes_and_callers_override_them():
+    assert options(profile="smoke")["width"] == PROFILES["smoke"]["width"]
+    assert options(profile="smoke", width=0.5)["width"] == 0.5
+    with pytest.raises(LabkitError, match="unknown setting colour"):
+        options(colour="red")
+
+
+def test_cli_flags_come_from_the_table(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    for key in OPTIONS:
+        assert "--" + key.replace("_", "-") in text, key
+    assert "--no-recon-fake" in text
+
+
+def test_describe_marks_settings_that_are_not_the_handouts():
+    text = describe(options(profile="smoke", gamma=5.0, d_weights="half"), ["gamma", "d_weights", "width"])
+    assert "| `gamma` | 5.0 |" in text and "| `d_weights` | **half** |" in text and "| `width` | **0.125** |" in text
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(d_weights="third"), "unknown d_weights 'third'"),
+    (dict(dec_batch="both"), "unknown dec_batch"),
+    (dict(init="he"), "unknown init"),
+    (dict(recon_fake="no"), "recon_fake must be true or false"),
+    (dict(margin=0.9), r"margin must be in \[0, 0.68\]"),
+    (dict(lr_decay=0.0), r"lr_decay must be in \(0, 1\]"),
+    (dict(weight_decay=-1e-5), r"weight_decay must be in \[0, 1\]"),
+])
+def test_bad_vaegan_settings_are_one_line(bad, message):
+    with pytest.raises(LabkitError, match=message):
+        options(profile="smoke", **bad)
+
+
+def test_half_weighting_is_the_authors_and_sum_is_algorithm_1():
+    zero = torch.zeros(16)
+    assert discriminator_loss(zero, [zero, zero], "sum").item() == pytest.approx(3 * math.log(2))
+    assert discriminator_loss(zero, [zero, zero], "half").item() == pytest.approx(math.log(2))
+    real, fakes = torch.full((16,), 2.0), [torch.full((16,), -1.0), torch.full((16,), 1.0)]
+    sp = torch.nn.functional.softplus
+    expected = 0.5 * sp(-real).mean() + 0.5 * (sp(fakes[0]).mean() + sp(fakes[1]).mean()) / 2
+    assert discriminator_loss(real, fakes, "half").item() == pytest.approx(expected.item())
+
+
+@pytest.mark.parametrize("recon_fake, fakes", [(True, 2), (False, 1)])
+def test_recon_fake_decides_what_the_gan_terms_see(recon_fake, fakes):
+    nets, x = make(), batch()
+    losses, objectives = forward(nets, x, recon_fake=recon_fake)
+    # sum weighting: L_D = cost on real + cost on each fake batch it sees
+    assert losses["d"].item() == pytest.approx(losses["diag/cost_real"].item() + fakes * losses["diag/cost_fake"].item(),
+                                               rel=1e-5)
+    # Without reconstructions among the fakes, no GAN term depends on the encoder at all (the
+    # authors' CelebA script): neither D's loss nor the decoder's generator loss.
+    enc = list(nets.enc.parameters())
+    grads = torch.autograd.grad(objectives["dis"] + losses["g"], enc, allow_unused=True, retain_graph=True)
+    touched = any(g is not None and g.abs().sum() > 0 for g in grads)
+    assert touched == recon_fake
+
+
+def test_normalised_feature_loss_ignores_the_scale_of_layer_l():
+    x = batch()
+    raw, norm = {}, {}
+    for scale in (1.0, 3.0):
+        nets = make()
+        with torch.no_grad():
+            nets.dis.layer_l.weight.mul_(scale)  # a BatchNorm follows: D's output barely moves
+        raw[scale] = forward(nets, x)[0]["llike"].item()
+        norm[scale] = forward(nets, x, feature_norm=True)[0]["llike"].item()
+    assert raw[3.0] == pytest.approx(9 * raw[1.0], rel=1e-4)
+    assert norm[3.0] == pytest.approx(norm[1.0], rel=1e-4)
+
+
+@pytest.mark.parametrize("dec_batch, calls", [("split", [8, 8]), ("joint", [16])])
+def test_dec_batch_decodes_reconstructions_and_samples_together_or_apart(dec_batch, calls):
+    nets, seen = make(), []
+    nets.dec.register_forward_hook(lambda m, i, o: seen.append(len(i[0])))
+    forward(nets, batch(), dec_batch=dec_batch)
+    assert seen == calls
+
+
+def costs(real, fake):
+    return {"diag/cost_real": torch.tensor(real), "diag/cost_fake": torch.tensor(fake)}
+
+
+def test_equilibrium_rule_freezes_the_winner():
+    opts = {"enc": 0, "dec": 0, "dis": 0}
+    assert updated(opts, costs(0.7, 0.7), 0.35) == ["enc", "dec", "dis"]
+    assert updated(opts, costs(0.1, 0.7), 0.35) == ["enc", "dec"]      # D wins on real: freeze D
+    assert updated(opts, costs(0.7, 1.5), 0.35) == ["enc", "dis"]      # D wins on fakes: freeze the decoder
+    assert updated(opts, costs(0.1, 1.5), 0.35) == ["enc", "dec", "dis"]  # both would freeze: both step
+    assert updated(opts, costs(0.1, 1.5), 0.0) == ["enc", "dec", "dis"]  # 0: the rule is off
+
+
+def test_a_frozen_network_keeps_its_weights_for_the_step(monkeypatch):
+    from labkit import train as T
+    nets, x = make(), batch()
+    o = options(profile="smoke", margin=0.35, **TINY)
+    opts = make_optimizers(nets, o, torch.device("cpu"))
+    monkeypatch.setattr(T, "updated", lambda opts, losses, margin: ["enc", "dec"])
+    before = [p.clone() for p in nets.dis.parameters()], [p.clone() for p in nets.enc.parameters()]
+    out = train_step(nets, opts, x, torch.Generator().manual_seed(0), o)
+    assert all(torch.equal(a, b) for a, b in zip(before[0], nets.dis.parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(before[1], nets.enc.parameters()))
+    assert out["diag/updates_dis"].item() == 0 and out["diag/updates_dec"].item() == 1
+
+
+def test_lr_decay_is_a_function_of_the_step():
+    nets = make()
+    o = options(profile="smoke", lr=1e-3, lr_decay=0.1, **TINY)
+    opts = make_optimizers(nets, o, torch.device("cpu"))
+    lrs = []
+    for step in (0, 50, 100):
+        set_lr(opts, o, step, 101)
+        lrs.append(opts["dec"].param_groups[0]["lr"])
+    assert lrs == pytest.approx([1e-3, 1e-3 * 0.1 ** 0.5, 1e-4])
+
+
+def test_weight_decay_and_glorot_init():
+    o = options(profile="smoke", weight_decay=1e-5, **TINY)
+    assert make_optimizers(make(), o, torch.device("cpu"))["dis"].param_groups[0]["weight_decay"] == 1e-5
+    fc = make(init="glorot").dis.head[3]
+    assert fc.weight.std().item() == pytest.approx(math.sqrt(2 / sum(fc.weight.shape)), rel=0.1)
+    assert make().dis.head[3].weight.std().item() == pytest.approx(0.02, rel=0.1)
+
+
+def test_decoder_gradient_diagnostics_measure_each_term():
+    x = batch()
+    one, ten = make(), make()
+    one = decoder_gradients(one, forward(one, x)[0], gamma=1.0)
+    ten = decoder_gradients(ten, forward(ten, x)[0], gamma=10.0)
+    assert ten["diag/dec_grad_feature"].item() == pytest.approx(10 * one["diag/dec_grad_feature"].item(), rel=1e-4)
+    assert ten["diag/dec_grad_gan"].item() == pytest.approx(one["diag/dec_grad_gan"].item(), rel=1e-4)
+
+
+def test_every_option_is_recorded_and_diagnostics_are_logged(tmp_path):
+    settings = dict(d_weights="half", recon_fake=False, feature_norm=True, dec_batch="joint", margin=0.35,
+                    lr_decay=0.5, weight_decay=1e-5, init="glorot")
+    training_loop(tmp_path, model="vaegan", profile="smoke", epochs=1, batch=16, limit=64, log_every=2,
+                  progress=False, **TINY, **settings)
+    recorded = json.loads((tmp_path / "options.json").read_text())
+    assert {k: recorded[k] for k in settings} == settings
+    rows = [json.loads(line) for line in (tmp_path / "stats.jsonl").read_text().splitlines()]
+    logged = set().union(*rows)
+    assert {"diag/D_real", "diag/D_prior", "diag/dec_grad_feature", "diag/dec_grad_gan",
+            "diag/layer_l_norm", "diag/updates_dis", "diag/updates_dec"} <= logged
+    assert all(0 <= r["diag/D_real"] <= 1 for r in rows if "diag/D_real" in r)
