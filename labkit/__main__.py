@@ -1,4 +1,4 @@
-"""python -m labkit {train,sample,prepare,evaluate,report} ... (each has --help)."""
+"""python -m labkit {train,sample,prepare,evaluate,ablation,report,bundle,reproduce} ... (each has --help)."""
 import argparse
 import sys
 from pathlib import Path
@@ -45,11 +45,33 @@ def cmd_evaluate(a):
     print(f"[labkit] {out} ({results['protocol']['seconds']} s)")
 
 
+def cmd_ablation(a):
+    from labkit.ablation import ablation
+    print(ablation(a.out, a.profile, a.rows, a.data, eval_n=a.eval_n, n_ref=a.n_ref, weights=a.inception_weights))
+
+
 def cmd_report(a):
-    from labkit.report import build_report
-    paths = build_report(a.profile, a.build, a.data, epochs=a.epochs, limit=a.limit, eval_n=a.eval_n, n_ref=a.n_ref)
+    if a.from_dir:
+        from labkit.reproduce import report_from
+        paths = report_from(a.from_dir, Path(a.build) / "from")
+    else:
+        from labkit.report import build_report
+        paths = build_report(a.profile, a.build, a.data, epochs=a.epochs, limit=a.limit, eval_n=a.eval_n, n_ref=a.n_ref)
     for kind, path in paths.items():
         print(f"[labkit] report ({kind}): {path}")
+
+
+def cmd_bundle(a):
+    from labkit.bundle import bundle
+    names, mib, line = bundle(a.dir, a.python, a.zip, a.have)
+    print(f"[labkit] {a.dir}: {len(names)} wheels for Python {a.python}{' and ' + Path(a.zip).name if a.zip else ''}, "
+          f"{mib:.1f} MiB. Install there, offline:\n{line}")
+
+
+def cmd_reproduce(a):
+    from labkit.reproduce import reproduce
+    done = reproduce(a.out, a.data, a.work, a.profile, a.time_limit)
+    return 0 if done else 3
 
 
 def main(argv=None):
@@ -88,6 +110,16 @@ def main(argv=None):
     e.add_argument("--out", help="JSON path (default: metrics.json beside the first run)")
     e.set_defaults(func=cmd_evaluate)
 
+    ab = sub.add_parser("ablation", help="train the VAE-GAN with each setting change, evaluate, tabulate")
+    ab.add_argument("--out", required=True, help="folder for one run per row, ablation.json and ablation.md")
+    ab.add_argument("--profile", choices=list(PROFILES), default="cpu", help="the size of every row's run")
+    ab.add_argument("--rows", nargs="+", help="only these rows (default: all; see labkit/ablation.py)")
+    ab.add_argument("--data", help="celeba64.h5 or its folder (default: $LABKIT_DATA)")
+    ab.add_argument("--eval-n", type=positive_int, help="generated images per FID set (default: the profile's)")
+    ab.add_argument("--n-ref", type=positive_int, help="held-out reference images (default: the profile's)")
+    ab.add_argument("--inception-weights", help="local FID Inception weights (default: $LABKIT_INCEPTION, else download)")
+    ab.set_defaults(func=cmd_ablation)
+
     rp = sub.add_parser("report", help="run the notebooks with papermill and export the report (PDF, HTML)")
     rp.add_argument("--profile", choices=["auto", *PROFILES], default="auto",
                     help="auto: full with a GPU and CelebA, else smoke")
@@ -97,18 +129,33 @@ def main(argv=None):
     rp.add_argument("--limit", type=positive_int, help="override the profile's training-set size")
     rp.add_argument("--eval-n", type=positive_int, help="generated images per FID set")
     rp.add_argument("--n-ref", type=positive_int, help="held-out reference images for FID")
+    rp.add_argument("--from", dest="from_dir", help="build the report from the files `reproduce` sent back")
     rp.set_defaults(func=cmd_report)
+
+    b = sub.add_parser("bundle", help="wheels (and the CelebA zip) for an offline GPU machine, and the install line")
+    b.add_argument("dir", help="output folder")
+    b.add_argument("--python", default="3.12", help="the GPU machine's Python version (default 3.12)")
+    b.add_argument("--zip", help="img_align_celeba zip to put beside the wheels")
+    b.add_argument("--have", help="pip freeze of the GPU machine: packages to leave out (default: torch & co)")
+    b.set_defaults(func=cmd_bundle)
+
+    rr = sub.add_parser("reproduce", help="on a GPU machine: data, training, evaluation, notebooks; call again to continue")
+    rr.add_argument("--out", required=True, help="folder for what must come back (a few files)")
+    rr.add_argument("--data", help="img_align_celeba zip, a folder of its JPEGs, or a folder holding celeba64.h5")
+    rr.add_argument("--work", default="reproduce", help="folder for data, checkpoints, caches (stays there)")
+    rr.add_argument("--profile", choices=list(PROFILES), default="full")
+    rr.add_argument("--time-limit", type=float, default=540, help="seconds this call may train (default 540)")
+    rr.set_defaults(func=cmd_reproduce)
 
     a = p.parse_args(argv)
     try:
-        a.func(a)
+        return a.func(a) or 0
     except LabkitError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted: the last checkpoint is kept; continue with --resume", file=sys.stderr)
         return 130
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,120 @@
+"""The whole reproduction on a machine lent for minutes: one command, run as often as it takes.
+
+    python -m labkit reproduce --out DIR --data img_align_celeba.zip [--profile full] [--time-limit 540]
+
+Each call continues where the last stopped (the work folder keeps data, checkpoints and
+evaluation caches): it builds the HDF5 files from the zip, trains vae, gan and vaegan until the
+time limit (each stop leaves a checkpoint), and once all three are trained executes the
+notebooks (figures, evaluation) and packs into DIR only what must come back: the executed
+notebooks, figures, metrics, each run's options, stats, log and a few grids, in at most
+MAX_PARTS files of under PART_MIB. Checkpoints stay in the work folder.
+Back home, `python -m labkit report --from DIR` builds the report from them.
+"""
+import io
+import json
+import shutil
+import tarfile
+import time
+from pathlib import Path
+
+from labkit import LabkitError, data as D
+from labkit.models import MODELS
+from labkit.report import execute, export, figures_dir
+from labkit.runs import Run
+from labkit.train import training_loop
+
+MAX_PARTS, PART_MIB = 8, 15
+GRID_EPOCHS = (1, 2, 5, 10, 20, 50)  # and the last: how a run developed, without all 100 grids
+
+
+def prepared_data(data, work):
+    """A folder holding celeba64.h5 (and the held-out file): `data` itself, or built from a zip
+    or a folder of JPEGs into work/data once."""
+    path = Path(data) if data else D.resolve_data(None)
+    if path is None:
+        raise LabkitError("no data: pass --data with img_align_celeba.zip or a folder holding celeba64.h5")
+    if (path / D.TRAIN_FILE).is_file() or path.suffix == ".h5":
+        return path
+    out = work / "data"
+    if not (out / D.TRAIN_FILE).is_file():
+        D.prepare(path, out)
+    return out
+
+
+def finished(run_dir):
+    rows = [r for r in Run(run_dir).stats() if "kimg" in r]
+    return bool(rows) and rows[-1]["step"] >= Run(run_dir).options()["steps"]
+
+
+def reproduce(out, data=None, work="reproduce", profile="full", time_limit=540, settings=None):
+    """One call's share of the reproduction; True once DIR holds the results."""
+    deadline = time.time() + time_limit
+    work = Path(work).resolve()
+    build = work / "build"
+    data = prepared_data(data, work)
+    for model in MODELS:
+        run = build / "runs" / model
+        left = deadline - time.time()
+        if left <= 0:
+            break
+        training_loop(run, resume=True, model=model, profile=profile, data=data, time_limit=left, **(settings or {}))
+    unfinished = [m for m in MODELS if not (build / "runs" / m / "options.json").is_file() or not finished(build / "runs" / m)]
+    if unfinished:
+        print(f"[labkit] time limit: {', '.join(unfinished)} not trained yet; run the same command again to continue")
+        return False
+    execute(profile, build, data, build / "figures", settings)
+    parts = pack(build, Path(out))
+    print(f"[labkit] results in {len(parts)} file(s) under {out}; at home: python -m labkit report --from {out}")
+    return True
+
+
+def _members(build):
+    """The files that come back, relative to `build`."""
+    yield from (p for p in build.glob("*.ipynb"))
+    yield build / "report.json"
+    yield from (p for p in (build / "figures").rglob("*") if p.is_file() and "cache" not in p.parts)
+    for model in MODELS:
+        run = build / "runs" / model
+        yield from (run / name for name in ("options.json", "stats.jsonl", "log.txt") if (run / name).is_file())
+        grids = sorted(run.glob("grids/epoch-*.png"))
+        keep = {f"epoch-{e:04d}.png" for e in GRID_EPOCHS} | ({grids[-1].name} if grids else set())
+        yield from (g for g in grids if g.name in keep)
+
+
+def pack(build, out):
+    """A tar.gz of the results, split into parts of under PART_MIB (the limits of what a lent
+    machine sends back); returns the part paths."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for path in _members(build):
+            tar.add(path, arcname=str(path.relative_to(build)))
+    data, size = buf.getvalue(), PART_MIB * 2**20
+    chunks = [data[i:i + size] for i in range(0, len(data), size)]
+    if len(chunks) > MAX_PARTS:
+        raise LabkitError(f"the results take {len(data) / 2**20:.0f} MiB, more than {MAX_PARTS} parts of {PART_MIB} MiB")
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("results.tar.gz.part*"):
+        old.unlink()
+    parts = [out / f"results.tar.gz.part{i}" for i in range(len(chunks))]
+    for path, chunk in zip(parts, chunks):
+        path.write_bytes(chunk)
+    return parts
+
+
+def report_from(results, build="build/from"):
+    """Unpack what a reproduction sent back, put its figures and metrics in figures/<profile>/
+    and build the report there. Returns the paths written."""
+    parts = sorted(Path(results).glob("results.tar.gz.part*"), key=lambda p: int(p.name.rsplit("part", 1)[1]))
+    if not parts:
+        raise LabkitError(f"{results}: no results.tar.gz.part* files (the output of python -m labkit reproduce)")
+    build = Path(build).resolve()
+    shutil.rmtree(build, ignore_errors=True)
+    with tarfile.open(fileobj=io.BytesIO(b"".join(p.read_bytes() for p in parts)), mode="r:gz") as tar:
+        tar.extractall(build, filter="data")
+    record = json.loads((build / "report.json").read_text())
+    figures = figures_dir(record["facts"]["profile"], build)
+    if figures != build / "figures":
+            shutil.copytree(build / "figures", figures, dirs_exist_ok=True)
+    record["figures"] = str(figures)
+    (build / "report.json").write_text(json.dumps(record, indent=2))
+    return export(build)
