@@ -41,12 +41,12 @@ def read_have(path):
     return names
 
 
-def requirements(wheel, python):
-    """The wheel's dependencies that apply on Linux x86-64 CPython `python` (no extras)."""
+def requirements(wheel, python, extra=""):
+    """The wheel's dependencies that apply on Linux x86-64 CPython `python`, with `extra`."""
     from packaging.requirements import Requirement
     env = {"python_version": python, "python_full_version": f"{python}.0", "sys_platform": "linux",
            "platform_system": "Linux", "platform_machine": "x86_64", "implementation_name": "cpython",
-           "platform_python_implementation": "CPython", "os_name": "posix", "extra": ""}
+           "platform_python_implementation": "CPython", "os_name": "posix", "extra": extra}
     with zipfile.ZipFile(wheel) as zf:
         meta = next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
         headers = Parser().parsestr(zf.read(meta).decode())
@@ -69,24 +69,32 @@ def wheel_name(path):
 
 def bundle(out, python="3.12", zip_path=None, have=None):
     """Fill `out` (see the module's doc); returns (wheel names, total MiB, the install line)."""
+    from packaging.requirements import Requirement
     out = Path(out)
     wheels = out / "wheels"
-    wheels.mkdir(parents=True, exist_ok=True)
-    from packaging.requirements import Requirement
+    shutil.rmtree(wheels, ignore_errors=True)  # wheels of another Python version must not stay beside
+    wheels.mkdir(parents=True)
     have = set(map(normalize, HAVE)) | (read_have(have) if have else set())
-    wanted, queue = set(), [n for n in NEEDS if normalize(n) not in have]
+    extras, followed = {}, set()  # the extras asked of each package; (package, extra) already followed
+    queue = [Requirement(n) for n in NEEDS]
     while queue:  # breadth first: one pip call per layer of the dependency graph
-        layer = {normalize(Requirement(r).name): r for r in queue}
-        layer = {n: r for n, r in layer.items() if n not in wanted}
-        if not layer:
-            break
-        download(list(layer.values()), wheels, python)
-        wanted |= set(layer)
-        queue = [f"{req.name}{req.specifier}" for whl in wheels.glob("*.whl") if wheel_name(whl) in layer
-                 for req in requirements(whl, python) if normalize(req.name) not in have | wanted]
-    for whl in wheels.glob("*.whl"):  # leftovers of an earlier bundle with other needs
-        if wheel_name(whl) not in wanted:
-            whl.unlink()
+        fetch = {}
+        for req in queue:
+            name = normalize(req.name)
+            if name in have:
+                continue
+            if name not in extras:
+                fetch.setdefault(name, req)
+            extras.setdefault(name, set()).update(req.extras)
+        if fetch:
+            download([f"{r.name}{r.specifier}" for r in fetch.values()], wheels, python)
+        queue = []
+        for whl in wheels.glob("*.whl"):
+            name = wheel_name(whl)
+            for extra in {""} | extras[name]:
+                if (name, extra) not in followed:
+                    followed.add((name, extra))
+                    queue += requirements(whl, python, extra)
     if zip_path:
         shutil.copy2(zip_path, out / Path(zip_path).name)
     line = (f"python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/labkit-site {out}/wheels/*.whl "

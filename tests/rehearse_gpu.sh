@@ -29,8 +29,8 @@ fi
 t0=$(date +%s)
 .venv/bin/python -m labkit bundle "$work/bundle" --python "$ver" --zip "$zip"
 .venv/bin/python -m labkit bundle "$work/bundle312" --python 3.12 >/dev/null
-diff <(ls "$work/bundle/wheels" | cut -d- -f1 | sort) <(ls "$work/bundle312/wheels" | cut -d- -f1 | sort) \
-  && echo "[rehearse] the 3.12 bundle holds the same packages"
+echo "[rehearse] packages only in the $ver bundle (<) or only in the 3.12 one (>), by environment markers:"
+diff <(ls "$work/bundle/wheels" | cut -d- -f1 | sort) <(ls "$work/bundle312/wheels" | cut -d- -f1 | sort) || true
 du -sh "$work/bundle"
 
 # The GPU side: the bundle's own install line, then the one command, called until it is done.
