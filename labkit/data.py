@@ -286,7 +286,7 @@ def prepare(src, out, holdout=2000, partition=None, limit=None, progress=True):
                 raise LabkitError(f"--holdout {holdout} must be between 0 and {len(sources) - 1} images")
             is_holdout = [i >= len(sources) - holdout for i in range(len(sources))]
         images = np.empty((len(sources), 3, 64, 64), np.uint8)
-        for i, (_, read) in enumerate(tqdm(sources, desc="crop+resize", unit="img", disable=not progress)):
+        for i, (_, read) in enumerate(tqdm(sources, desc="crop+resize", unit="img", disable=not progress, mininterval=2)):
             images[i] = crop_resize(read())
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,7 @@ builds its arguments from it (`add_arguments`), the notebooks pass its names thr
 report describes a run with its help strings.
 """
 import math
+import os
 from dataclasses import dataclass
 
 from labkit import LabkitError
@@ -94,6 +95,8 @@ def options(**overrides):
     if unknown:
         raise LabkitError(f"unknown setting {', '.join(sorted(unknown))}; see python -m labkit train --help")
     opts.update({k: v for k, v in overrides.items() if v is not None})
+    if isinstance(opts["data"], os.PathLike):  # recorded in options.json: a string
+        opts["data"] = os.fspath(opts["data"])
     check_options(opts)
     return opts
 

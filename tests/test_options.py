@@ -35,9 +35,10 @@ def test_every_option_has_help_and_a_valid_default():
     assert (o["lr"], o["gamma"], o["latent"], o["epochs"], o["batch"]) == (3e-4, 5.0, 2048, 100, 64)
 
 
-def test_profiles_set_sizes_and_callers_override_them():
+def test_profiles_set_sizes_and_callers_override_them(tmp_path):
     assert options(profile="smoke")["width"] == PROFILES["smoke"]["width"]
     assert options(profile="smoke", width=0.5)["width"] == 0.5
+    assert options(profile="smoke", data=tmp_path)["data"] == str(tmp_path)  # JSON-ready
     with pytest.raises(LabkitError, match="unknown setting colour"):
         options(colour="red")
 
