@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 PROFILE ?= auto
 
-.PHONY: report test bench latex clean
+.PHONY: report test bench system clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,22 +14,23 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 
-# PDF export needs xelatex and pandoc; install them from Debian's packages when we can.
-latex:
-	@if ! command -v xelatex >/dev/null || ! command -v pandoc >/dev/null || ! command -v pdftotext >/dev/null; then \
+# PDF export needs xelatex and pandoc, the browser test Chromium: Debian's packages, when we can.
+system:
+	@if ! command -v xelatex >/dev/null || ! command -v pandoc >/dev/null || ! command -v pdftotext >/dev/null \
+	    || ! command -v chromium >/dev/null; then \
 	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-	    echo "[labkit] installing xelatex, pandoc, poppler-utils (Debian packages) for the PDF report"; \
+	    echo "[labkit] installing xelatex, pandoc, poppler-utils, chromium (Debian packages)"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	      texlive-xetex texlive-fonts-recommended texlive-plain-generic pandoc poppler-utils >/dev/null; \
+	      texlive-xetex texlive-fonts-recommended texlive-plain-generic pandoc poppler-utils chromium >/dev/null; \
 	  else \
-	    echo "[labkit] no xelatex/pandoc and no root apt-get: the report is built as HTML only (see README)"; \
+	    echo "[labkit] no xelatex/pandoc/chromium and no root apt-get: HTML report only, browser test skipped (see README)"; \
 	  fi; \
 	fi
 
-report: $(VENV)/.installed latex
+report: $(VENV)/.installed system
 	$(BIN)/python -m labkit report --profile $(PROFILE)
 
-test: $(VENV)/.installed latex
+test: $(VENV)/.installed system
 	$(BIN)/python -m pytest -q -rs
 
 bench: $(VENV)/.installed

@@ -4,7 +4,12 @@ The prose lives in the notebooks' markdown cells; this module only runs them, as
 cells in the handout's report structure (1 Introduction, 2 Experiment setups, 3 Results,
 4 Discussion, 5 Demo) and exports the result.
 """
+import base64
+import copy
+import html
+import io
 import json
+import re
 import shutil
 import sys
 import time
@@ -139,15 +144,52 @@ def number_figures(cells):
                 holder[key] = holder[key].replace("**Figure.**", f"**Figure {n}.**", 1)
 
 
+# The HTML reads offline: no script from a CDN (require.js, MathJax, mermaid), math drawn as SVG.
+OFFLINE_HTML = """{%- extends 'lab/index.html.j2' -%}
+{%- block html_head_js -%}{%- endblock html_head_js -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+"""
+MATH = re.compile(r"(?<![\\$])\$(?!\s)([^$\n]+?)(?<!\s)\$")
+
+
+def svg_math(text):
+    """Inline $...$ math as SVG images (matplotlib's mathtext), for a page that loads no MathJax."""
+    from matplotlib import mathtext
+    from matplotlib.font_manager import FontProperties
+
+    def draw(m):
+        buf = io.BytesIO()
+        mathtext.math_to_image(f"${m.group(1)}$", buf, format="svg", prop=FontProperties(size=11))
+        data = base64.b64encode(buf.getvalue()).decode()
+        return f'<img class="math" style="vertical-align:middle" alt="{html.escape(m.group(1))}" src="data:image/svg+xml;base64,{data}">'
+    return MATH.sub(draw, text)
+
+
+def offline_copy(nb):
+    nb = copy.deepcopy(nb)
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            cell.source = svg_math(cell.source)
+        for out in cell.get("outputs", []):
+            if "text/markdown" in out.get("data", {}):
+                out.data["text/markdown"] = svg_math(out.data["text/markdown"])
+    return nb
+
+
 def export(build):
     """build/report.html always, build/report.pdf when xelatex and pandoc are present (see the
     README); the PDF also goes beside the figures of real runs. Returns the paths."""
+    import jinja2
     from nbconvert import HTMLExporter, PDFExporter
     nb = assemble(build)
     figures = Path(json.loads((build / "report.json").read_text())["figures"])
     paths = {}
-    html, _ = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True).from_notebook_node(nb)
-    (build / "report.html").write_text(html)
+    html_exporter = HTMLExporter(extra_loaders=[jinja2.DictLoader({"offline.html.j2": OFFLINE_HTML})],
+                                 template_file="offline.html.j2", exclude_input=True, exclude_input_prompt=True,
+                                 exclude_output_prompt=True)
+    page, _ = html_exporter.from_notebook_node(offline_copy(nb))
+    (build / "report.html").write_text(page)
     paths["html"] = build / "report.html"
     if shutil.which("xelatex") and shutil.which("pandoc"):
         pdf, _ = PDFExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True).from_notebook_node(nb)

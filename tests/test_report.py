@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import shutil
 
 import pytest
@@ -40,7 +41,7 @@ def test_latent_sliders_change_the_decoded_face():
 
 @pytest.mark.slow
 def test_smoke_report_end_to_end(tmp_path):
-    committed = {p.name: p.stat().st_mtime for p in (ROOT / "figures").glob("*")}
+    committed = {p: p.stat().st_mtime for p in (ROOT / "figures").rglob("*")}
     data = shared_data()
     paths = build_report("smoke", tmp_path, data=str(data) if data else None, epochs=1, limit=256, eval_n=16, n_ref=16)
 
@@ -59,7 +60,7 @@ def test_smoke_report_end_to_end(tmp_path):
             img.verify()
         with Image.open(figures / name) as img:
             assert img.width >= 300 and img.height >= 150, name
-    assert {p.name: p.stat().st_mtime for p in (ROOT / "figures").glob("*")} == committed
+    assert {p: p.stat().st_mtime for p in (ROOT / "figures").rglob("*")} == committed
 
     results = tmp_path / "03_results.ipynb"
     if os.environ.get("LABKIT_INCEPTION"):  # offline, FID needs local weights; CI has them
@@ -70,10 +71,20 @@ def test_smoke_report_end_to_end(tmp_path):
         # With internet torch-fidelity downloads the weights; without, the notebook says so.
         assert "| FID prior samples |" in results.read_text() or "FID/KID not computed" in results.read_text()
 
+    html = paths["html"].read_text()
     assert paths["html"].stat().st_size > 100_000  # figures are embedded
+    assert not re.search(r"<script[^>]+src=.http", html)  # an offline reader loses nothing
+    assert '<img class="math"' in html  # math is drawn, not left to MathJax
+    texts = [html]
     if shutil.which("xelatex") and shutil.which("pandoc"):
         text = pdf_text(paths["pdf"])
+        texts.append(text)
         for title in ("Introduction", "Experiment setups", "How the VAE-GAN is implemented",
                       "Which generator loss was used", "Results", "Discussion", "Demo"):
             assert title in text, title
         assert "non-saturating" in text
+    for text in texts:
+        assert "A smoke check, not results" in text  # the first page says what this is
+        assert "Figure 1." in text and "Figure 9." in text  # numbered captions
+        for residue in ("[labkit]", "it/s", "step/s", "Executing", "Kernel is running", "Widget", "Warning"):
+            assert residue not in text, residue

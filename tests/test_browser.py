@@ -1,0 +1,121 @@
+"""The demo as a JupyterLab user meets it: 05_demo.ipynb opened in a real browser, every cell
+run from the menu, and the sliders dragged with the mouse.
+
+Needs Chromium (Debian's `chromium`; `make test` installs it when it runs as root) and the
+`playwright` package, which drives it (no browser download). LABKIT_SCREENSHOTS=DIR keeps the
+screenshots.
+"""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from labkit.report import NOTEBOOKS
+from labkit.train import training_loop
+
+from conftest import TINY
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(CHROMIUM is None, reason="no chromium on this machine (Debian: apt-get install chromium)"),
+]
+# Chromium as root in a sandbox-less container, on a machine without internet.
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """JupyterLab on loopback over a folder holding the demo notebook and three trained runs."""
+    root = tmp_path_factory.mktemp("lab")
+    (root / "notebooks").mkdir()
+    shutil.copy(NOTEBOOKS / "05_demo.ipynb", root / "notebooks")
+    for model in ("vae", "gan", "vaegan"):
+        training_loop(root / "build" / "runs" / model, model=model, profile="smoke", epochs=3, batch=16, limit=256,
+                      progress=False, **TINY)
+    config = root / "jupyter"
+    (config / "labconfig").mkdir(parents=True)
+    (config / "labconfig" / "page_config.json").write_text(json.dumps(  # no news pop-up over the notebook
+        {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
+    port, token = free_port(), "labkit-test-token"
+    env = dict(os.environ, JUPYTER_CONFIG_DIR=str(config), JUPYTER_DATA_DIR=str(root / "data"),
+               JUPYTER_RUNTIME_DIR=str(root / "runtime"), OMP_NUM_THREADS="1")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--LabApp.check_for_updates_class="
+         "jupyterlab.NeverCheckForUpdate", *(["--allow-root"] if os.geteuid() == 0 else [])],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2)
+            break
+        except OSError:
+            if server.poll() is not None or time.time() > deadline:
+                server.kill()
+                pytest.fail(f"JupyterLab did not start: {server.stderr.read().decode()[-1500:]}")
+            time.sleep(0.5)
+    yield url, token
+    os.killpg(server.pid, 15)
+    server.wait(timeout=30)
+
+
+def test_dragging_the_sliders_changes_the_face(lab, tmp_path):
+    from playwright.sync_api import sync_playwright
+    url, token = lab
+    shots = Path(os.environ.get("LABKIT_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{url}/lab/tree/notebooks/05_demo.ipynb?token={token}")
+        page.locator(".jp-Notebook").first.wait_for(timeout=300_000)
+        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=300_000)
+        page.get_by_role("menuitem", name="Run", exact=True).click()
+        page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+        face = page.locator(".jp-OutputArea-output img.widget-image").first
+        face.wait_for(timeout=300_000)
+        page.get_by_text("The sliders' directions as strips").wait_for(timeout=300_000)  # the last cell ran
+        face.scroll_into_view_if_needed()
+        page.screenshot(path=shots / "demo-1-ran.png")
+
+        def changes(action, name):
+            before = face.get_attribute("src")
+            action()
+            for _ in range(100):  # the kernel decodes the face and sends it back
+                if face.get_attribute("src") != before:
+                    page.screenshot(path=shots / f"demo-{name}.png")
+                    return True
+                time.sleep(0.1)
+            page.screenshot(path=shots / f"demo-{name}-unchanged.png")
+            return False
+
+        def drag(slider, dx):
+            handle = page.locator(".widget-slider", has_text=slider).locator(".noUi-handle").first
+            box = handle.bounding_box()
+            page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            page.mouse.down()
+            page.mouse.move(box["x"] + box["width"] / 2 + dx, box["y"] + box["height"] / 2, steps=8)
+            page.mouse.up()
+
+        assert changes(lambda: drag("PC1", 60), "2-pc1"), "dragging PC1 did not change the face"
+        # The notebook left A -> B at 0.5: the face shown mixes face A and face B.
+        face_menu = page.locator(".widget-dropdown", has_text="face").locator("select").first
+        assert changes(lambda: face_menu.select_option(label="face 3"), "3-face"), "another face did not change it"
+        assert changes(lambda: drag("A → B", -30), "4-blend"), "dragging A → B did not change the face"
+        browser.close()
