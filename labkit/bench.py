@@ -18,7 +18,8 @@ from labkit.options import PROFILES, options
 from labkit.runs import provenance
 from labkit.train import make_optimizers, train_step
 
-SIZES = {"handout": dict(width=1.0, latent=2048), "smoke": {k: PROFILES["smoke"][k] for k in ("width", "latent")}}
+SIZES = {"handout": dict(width=1.0, latent=2048),
+         **{p: {k: PROFILES[p][k] for k in ("width", "latent")} for p in ("cpu", "smoke")}}
 
 
 def sync(device):
