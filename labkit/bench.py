@@ -15,11 +15,12 @@ import torch
 from labkit import data as D
 from labkit.models import Nets
 from labkit.options import PROFILES, options
-from labkit.runs import provenance
+from labkit.runs import Run, provenance
 from labkit.train import make_optimizers, train_step
 
 SIZES = {"handout": dict(width=1.0, latent=2048),
          **{p: {k: PROFILES[p][k] for k in ("width", "latent")} for p in ("cpu", "smoke")}}
+PROFILE_OF = {"handout": "full", "cpu": "cpu", "smoke": "smoke"}
 
 
 def sync(device):
@@ -55,6 +56,18 @@ def images_per_second(step, batch, device, steps, warmup):
         step()
     sync(device)
     return batch * steps / (time.perf_counter() - t0)
+
+
+def snapshot_seconds(model, size, device, folder):
+    """Time to write one checkpoint (weights and optimizer state, fsync'd), as training does."""
+    nets, opts, o, g = setup(model, size, 8, device, fast=False)
+    train_step(nets, opts, torch.zeros(8, 3, 64, 64, device=device), g, o)  # optimizer state exists
+    run = Run(folder)
+    t0 = time.perf_counter()
+    run.save(nets, opts, 1, g, o)
+    seconds = time.perf_counter() - t0
+    run.checkpoint.unlink()
+    return seconds
 
 
 def matmul_tflops(device):
@@ -112,6 +125,7 @@ def main(argv=None):
         for size in a.sizes:
             for model in a.models:
                 flops = flops_per_image(model, size, device)
+                save_s, every = snapshot_seconds(model, size, device, tmp), PROFILES[PROFILE_OF[size]]["ckpt_every"]
                 base = bench(model, size, 64, device, None, images, h5, steps, warmup)
                 for batch in a.batches:
                     for fast in ([False, True] if device.type == "cuda" else [False]):
@@ -122,7 +136,11 @@ def main(argv=None):
                                     images_per_s=round(ips, 1), baseline_images_per_s=round(base, 1),
                                     speedup_vs_baseline=round(ips / base, 2), gflop_per_image=round(flops / 1e9, 3),
                                     achieved_tflops=round(ips * flops / 1e12, 3), matmul_tflops=round(peak, 2),
-                                    fraction_of_matmul=round(ips * flops / 1e12 / peak, 4), **provenance(device))
+                                    fraction_of_matmul=round(ips * flops / 1e12 / peak, 4),
+                                    # the share of wall time snapshots take at the profile's ckpt_every
+                                    snapshot_s=round(save_s, 3), ckpt_every=every,
+                                    snapshot_share=round(save_s / (save_s + every * batch / ips), 4),
+                                    **provenance(device))
                         if device.type == "cuda":
                             line["peak_mem_gib"] = round(torch.cuda.max_memory_allocated() / 2 ** 30, 2)
                         print(json.dumps(line), flush=True)

@@ -6,7 +6,7 @@ import torch
 from labkit import LabkitError, data as D
 from labkit.models import Nets
 from labkit.options import options
-from labkit.runs import Run, load_nets
+from labkit.runs import Run, load_checkpoint, load_nets
 from labkit.train import make_optimizers, train_step, training_loop
 
 from conftest import TINY, loss_rows
@@ -128,3 +128,29 @@ def test_bad_settings_fail_before_any_work(tmp_path, bad, message):
 def test_batch_larger_than_data_is_a_clear_error(tmp_path):
     with pytest.raises(LabkitError, match="batch 128 is larger than the training set"):
         training_loop(tmp_path, model="vae", **dict(RUN, batch=128))
+
+
+def test_checkpoints_load_on_the_cpu_so_the_rng_state_restores_on_any_device(tmp_path, monkeypatch):
+    # The CUDA bug: torch.load(map_location=device) put the RNG state on the GPU, and
+    # Generator.set_state takes only a CPU byte tensor. The meta device shows it without a GPU.
+    training_loop(tmp_path, model="vae", **RUN)
+    real_load, seen = torch.load, {}
+    with pytest.raises((TypeError, RuntimeError, NotImplementedError)):
+        torch.Generator().set_state(real_load(tmp_path / "checkpoint.pt", map_location="meta", weights_only=True)["rng"])
+    monkeypatch.setattr(torch, "load", lambda *a, **k: seen.update(k) or real_load(*a, **k))
+    state = load_checkpoint(tmp_path)
+    assert seen["map_location"] == "cpu" and state["rng"].device.type == "cpu"
+    torch.Generator().set_state(state["rng"])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_resume_on_cuda_continues_the_same_loss_curve(tmp_path):
+    cuda = dict(RUN, device="cuda", fast=False)
+    training_loop(tmp_path / "straight", model="vaegan", **dict(cuda, epochs=3))
+    training_loop(tmp_path / "resumed", model="vaegan", **dict(cuda, epochs=1))
+    training_loop(tmp_path / "resumed", model="vaegan", resume=True, **dict(cuda, epochs=3))
+    a, b = loss_rows(tmp_path / "straight"), loss_rows(tmp_path / "resumed")
+    assert [r["step"] for r in a] == [r["step"] for r in b]
+    for x, y in zip(a, b):  # cuDNN may pick other kernels after a restart: equal to float noise
+        assert all(abs(x[k] - y[k]) <= 1e-3 * max(1, abs(x[k])) for k in x if k.startswith("loss/")), (x, y)
