@@ -13,6 +13,7 @@ LABKIT_INCEPTION) on machines without internet.
 import hashlib
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -51,8 +52,10 @@ def fold_batchnorm(net):
 def features(extractor, images, batch=100, desc=None):
     """Features of uint8 NCHW images, in batches, as a float64 CPU tensor."""
     from tqdm import tqdm
+    # tqdm on the process's own stderr: the console, also under papermill (see train.loop)
     out = [extractor(images[i:i + batch]).double().cpu()
-           for i in tqdm(range(0, len(images), batch), desc=desc, unit="batch", leave=False, disable=desc is None)]
+           for i in tqdm(range(0, len(images), batch), desc=desc, unit="batch", leave=False, disable=desc is None,
+                         file=sys.__stderr__, mininterval=2)]
     return torch.cat(out)
 
 

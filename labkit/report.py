@@ -149,6 +149,7 @@ OFFLINE_HTML = """{%- extends 'lab/index.html.j2' -%}
 {%- block html_head_js -%}{%- endblock html_head_js -%}
 {%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
 {%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+{%- block extra_css -%}<style>img.math { vertical-align: middle; }</style>{%- endblock extra_css -%}
 """
 MATH = re.compile(r"(?<![\\$])\$(?!\s)([^$\n]+?)(?<!\s)\$")
 
@@ -162,7 +163,7 @@ def svg_math(text):
         buf = io.BytesIO()
         mathtext.math_to_image(f"${m.group(1)}$", buf, format="svg", prop=FontProperties(size=11))
         data = base64.b64encode(buf.getvalue()).decode()
-        return f'<img class="math" style="vertical-align:middle" alt="{html.escape(m.group(1))}" src="data:image/svg+xml;base64,{data}">'
+        return f'<img class="math" alt="{html.escape(m.group(1))}" src="data:image/svg+xml;base64,{data}">'
     return MATH.sub(draw, text)
 
 
