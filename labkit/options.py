@@ -83,7 +83,6 @@ OPTIONS = dict(
 )
 
 
-
 def options(**overrides):
     """Every setting of a run: the table's defaults, the profile's, then the caller's (None: unset)."""
     opts = {k: o.default for k, o in OPTIONS.items()}
