@@ -31,7 +31,7 @@ report: $(VENV)/.installed system
 	$(BIN)/python -m labkit report --profile $(PROFILE)
 
 test: $(VENV)/.installed system
-	$(BIN)/python -m pytest -q -rs
+	$(BIN)/python -m pytest -q -rfEs
 
 bench: $(VENV)/.installed
 	$(BIN)/python -m labkit.bench

@@ -75,7 +75,8 @@ def test_smoke_report_end_to_end(tmp_path):
     assert paths["html"].stat().st_size > 100_000  # figures are embedded
     assert not re.search(r"<script[^>]+src=.http", html)  # an offline reader loses nothing
     assert re.search(r'<img[^>]*class="math"', html)  # math is drawn, not left to MathJax
-    texts = [html]
+    # What a reader sees: the page without its stylesheets (JupyterLab's CSS names .lm-Widget), scripts and tags.
+    texts = [re.sub(r"<[^>]+>", " ", re.sub(r"<(style|script)\b.*?</\1>", " ", html, flags=re.S))]
     if shutil.which("xelatex") and shutil.which("pandoc"):
         text = pdf_text(paths["pdf"])
         texts.append(text)
