@@ -47,7 +47,8 @@ def cmd_evaluate(a):
 
 def cmd_ablation(a):
     from labkit.ablation import ablation
-    print(ablation(a.out, a.profile, a.rows, a.data, eval_n=a.eval_n, n_ref=a.n_ref, weights=a.inception_weights))
+    print(ablation(a.out, a.profile, a.rows, a.data, eval_n=a.eval_n, n_ref=a.n_ref, weights=a.inception_weights,
+                   epochs=a.epochs, limit=a.limit))
 
 
 def cmd_report(a):
@@ -74,10 +75,7 @@ def cmd_reproduce(a):
     return 0 if done else 3
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m labkit", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
-
+def add_training_commands(sub):
     t = sub.add_parser("train", help="train vae (hw2), gan (hw3) or vaegan into a run folder")
     t.add_argument("--run-dir", required=True, help="folder for options, stats, grids, checkpoint")
     t.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
@@ -100,6 +98,8 @@ def main(argv=None):
     r.add_argument("--limit", type=positive_int, help="only the first N images")
     r.set_defaults(func=cmd_prepare)
 
+
+def add_evaluation_commands(sub):
     e = sub.add_parser("evaluate", help="FID/KID, MSE/SSIM and sharpness of trained runs on held-out faces")
     e.add_argument("runs", nargs="+", help="run folders")
     e.add_argument("--data", help="celeba64.h5 or its folder; the held-out file beside it is the reference")
@@ -115,6 +115,8 @@ def main(argv=None):
     ab.add_argument("--profile", choices=list(PROFILES), default="cpu", help="the size of every row's run")
     ab.add_argument("--rows", nargs="+", help="only these rows (default: all; see labkit/ablation.py)")
     ab.add_argument("--data", help="celeba64.h5 or its folder (default: $LABKIT_DATA)")
+    ab.add_argument("--epochs", type=positive_int, help="override the profile's epochs (short probes)")
+    ab.add_argument("--limit", type=positive_int, help="override the profile's training-set size (short probes)")
     ab.add_argument("--eval-n", type=positive_int, help="generated images per FID set (default: the profile's)")
     ab.add_argument("--n-ref", type=positive_int, help="held-out reference images (default: the profile's)")
     ab.add_argument("--inception-weights", help="local FID Inception weights (default: $LABKIT_INCEPTION, else download)")
@@ -122,7 +124,7 @@ def main(argv=None):
 
     rp = sub.add_parser("report", help="run the notebooks with papermill and export the report (PDF, HTML)")
     rp.add_argument("--profile", choices=["auto", *PROFILES], default="auto",
-                    help="auto: full with a GPU and CelebA, else smoke")
+                    help="auto: full with a GPU and CelebA, cpu with CelebA only, else smoke")
     rp.add_argument("--build", default="build", help="folder for executed notebooks, runs and the report")
     rp.add_argument("--data", help="celeba64.h5 or its folder (default: $LABKIT_DATA, else synthetic faces)")
     rp.add_argument("--epochs", type=positive_int, help="override the profile's epochs")
@@ -132,6 +134,8 @@ def main(argv=None):
     rp.add_argument("--from", dest="from_dir", help="build the report from the files `reproduce` sent back")
     rp.set_defaults(func=cmd_report)
 
+
+def add_offline_gpu_commands(sub):
     b = sub.add_parser("bundle", help="wheels (and the CelebA zip) for an offline GPU machine, and the install line")
     b.add_argument("dir", help="output folder")
     b.add_argument("--python", default="3.12", help="the GPU machine's Python version (default 3.12)")
@@ -147,6 +151,12 @@ def main(argv=None):
     rr.add_argument("--time-limit", type=float, default=540, help="seconds this call may train (default 540)")
     rr.set_defaults(func=cmd_reproduce)
 
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m labkit", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    for add in (add_training_commands, add_evaluation_commands, add_offline_gpu_commands):
+        add(sub)
     a = p.parse_args(argv)
     try:
         return a.func(a) or 0

@@ -9,6 +9,7 @@ already trained are resumed or reused, so an interrupted ablation continues wher
 import json
 from pathlib import Path
 
+from labkit import LabkitError
 from labkit.metrics import evaluate
 from labkit.options import OPTIONS, PROFILES, evaluation
 from labkit.runs import Run
@@ -38,22 +39,28 @@ def kept(profile):
 
 
 def rows(profile):
+    """ROWS, and the profile's combination as "kept" unless it is one of them already."""
     out = dict(ROWS)
-    if kept(profile):
+    if kept(profile) and kept(profile) not in ROWS.values():
         out["kept"] = kept(profile)
     return out
 
 
 def ablation(out, profile="cpu", names=None, data=None, eval_n=None, n_ref=None, weights=None, extractor=None,
-             progress=True):
+             progress=True, **sizes):
     """Train (or resume) each row into out/<name>, evaluate them together, write
-    out/ablation.json and out/ablation.md; returns the markdown table."""
+    out/ablation.json and out/ablation.md; returns the markdown table. sizes (epochs, limit, ...)
+    shrink every row alike, for short probes."""
     out = Path(out)
     table = rows(profile)
     names = names or list(table)
+    unknown = [n for n in names if n not in table]
+    if unknown:
+        raise LabkitError(f"unknown ablation row {', '.join(unknown)}; choose from {', '.join(table)}")
     for name in names:
         settings = dict(HANDOUT, **table[name])
-        training_loop(out / name, resume=True, model="vaegan", profile=profile, data=data, progress=progress, **settings)
+        training_loop(out / name, resume=True, model="vaegan", profile=profile, data=data, progress=progress,
+                      **settings, **sizes)
     sizes = evaluation(profile, eval_n=eval_n, n_ref=n_ref)
     metrics = evaluate([out / n for n in names], data=data, n=sizes["eval_n"], n_ref=sizes["n_ref"], weights=weights,
                        sets=("prior", "recon"), out=out / "ablation.json", extractor=extractor)

@@ -6,6 +6,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import torch
+from torch import nn
 
 from labkit import data as D
 from labkit.runs import Run
@@ -32,6 +34,20 @@ def write_h5(path, images, key="images"):
     with h5py.File(path, "w") as f:
         f.create_dataset(key, data=images)
     return Path(path)
+
+
+# What the report pipeline writes into its figures folder (attributes.png too, with CelebA's attributes).
+FIGURES = {"data_faces.png", "loss_vae.png", "loss_gan.png", "loss_vaegan.png", "reconstructions.png",
+           "samples.png", "loss_curves.png", "interpolation.png", "zoom_recon_eyes.png", "zoom_recon_hair.png",
+           "zoom_samples.png", "demo_directions.png"}
+
+
+def tiny_extractor():
+    """A fixed random conv net standing in for Inception: no weights needed."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 16, 5, 2), nn.ReLU(), nn.Conv2d(16, 32, 5, 2), nn.ReLU(),
+                        nn.AdaptiveAvgPool2d(2), nn.Flatten()).eval()
+    return lambda images: net(images.float() / 127.5 - 1)
 
 
 def pdf_text(path):

@@ -11,15 +11,7 @@ from labkit import data as D, metrics as M
 from labkit.__main__ import main
 from labkit.train import training_loop
 
-from conftest import TINY
-
-
-def tiny_extractor():
-    """A fixed random conv net standing in for Inception: no weights needed."""
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(3, 16, 5, 2), nn.ReLU(), nn.Conv2d(16, 32, 5, 2), nn.ReLU(),
-                        nn.AdaptiveAvgPool2d(2), nn.Flatten()).eval()
-    return lambda images: net(images.float() / 127.5 - 1)
+from conftest import TINY, tiny_extractor
 
 
 def faces(n, seed):

@@ -12,11 +12,8 @@ from labkit.models import Nets
 from labkit.report import ROOT, build_report
 from labkit.widgets import LatentExplorer
 
-from conftest import pdf_text, shared_data
+from conftest import FIGURES, pdf_text, shared_data
 
-FIGURES = {"data_faces.png", "loss_vae.png", "loss_gan.png", "loss_vaegan.png", "reconstructions.png",
-           "samples.png", "loss_curves.png", "interpolation.png", "zoom_recon_eyes.png", "zoom_recon_hair.png",
-           "zoom_samples.png", "demo_directions.png"}
 
 
 def test_latent_sliders_change_the_decoded_face():

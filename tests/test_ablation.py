@@ -1,0 +1,33 @@
+import json
+
+import pytest
+
+from labkit import LabkitError
+from labkit.ablation import HANDOUT, ROWS, ablation, kept, rows
+
+from conftest import TINY, tiny_extractor
+
+
+def test_each_row_changes_the_handout_and_kept_is_added_only_when_new():
+    assert all(set(change) <= set(HANDOUT) and all(HANDOUT[k] != v for k, v in change.items())
+               for change in ROWS.values())
+    assert kept("smoke") == {} and "kept" not in rows("smoke")
+    assert kept("cpu") == {"d_weights": "half"}
+    assert "kept" not in rows("cpu")  # the same as the row d_weights=half: trained once
+
+
+def test_ablation_trains_each_row_once_and_tabulates(tmp_path):
+    run = dict(profile="smoke", names=["handout", "d_weights=half"], extractor=tiny_extractor(), eval_n=32, n_ref=32,
+               progress=False, epochs=1, batch=16, limit=32, **TINY)
+    text = ablation(tmp_path, **run)
+    assert "| handout | — |" in text and "| d_weights=half | d_weights=half |" in text
+    metrics = json.loads((tmp_path / "ablation.json").read_text())
+    assert metrics["runs"]["d_weights=half"]["options"]["d_weights"] == "half"
+    assert metrics["runs"]["handout"]["options"]["d_weights"] == "sum"
+    assert metrics["runs"]["handout"]["options"]["epochs"] == 1  # the probe's size, not the profile's
+    snapshots = {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/*.pt")}
+    assert len(snapshots) >= 2
+    assert ablation(tmp_path, **run) == text  # a second call reuses the trained rows: no new snapshot
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/*.pt")} == snapshots
+    with pytest.raises(LabkitError, match="unknown ablation row"):
+        ablation(tmp_path, **dict(run, names=["handout", "gamma=50"]))
