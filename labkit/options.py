@@ -106,6 +106,8 @@ def evaluation(profile, **overrides):
     (None: all), for the sets eval_sets (default: all of metrics.SETS)."""
     sizes = {k: PROFILES[profile].get(k) for k in EVALUATION}
     sizes.update({k: v for k, v in overrides.items() if v is not None})
+    if sizes["eval_sets"] is not None:  # a list: papermill passes a tuple to a notebook as its repr, a string
+        sizes["eval_sets"] = list(sizes["eval_sets"])
     return sizes
 
 

@@ -9,7 +9,7 @@ from labkit import LabkitError
 from labkit.__main__ import main
 from labkit.losses import compute_losses, discriminator_loss
 from labkit.models import Nets
-from labkit.options import OPTIONS, PROFILES, describe, options
+from labkit.options import OPTIONS, PROFILES, describe, evaluation, options
 from labkit.train import decoder_gradients, make_optimizers, set_lr, train_step, training_loop, updated
 
 from conftest import TINY
@@ -183,3 +183,12 @@ def test_every_option_is_recorded_and_diagnostics_are_logged(tmp_path):
     assert {"diag/D_real", "diag/D_prior", "diag/dec_grad_feature", "diag/dec_grad_gan",
             "diag/layer_l_norm", "diag/updates_dis", "diag/updates_dec"} <= logged
     assert all(0 <= r["diag/D_real"] <= 1 for r in rows if "diag/D_real" in r)
+
+
+def test_evaluation_sizes_reach_a_notebook_as_python_values():
+    from papermill.translators import PythonTranslator
+    sizes = evaluation("cpu", eval_n=500)
+    assert sizes == {"eval_n": 500, "n_ref": 1000, "eval_sets": ["prior", "recon"]}
+    namespace = {}
+    exec(PythonTranslator.codify(sizes), namespace)  # what papermill writes into 03_results' parameters cell
+    assert namespace["eval_sets"] == ["prior", "recon"] and evaluation("full")["eval_sets"] is None
