@@ -68,7 +68,8 @@ def ablation(out, profile="cpu", names=None, data=None, eval_n=None, n_ref=None,
     for name in names:
         run = metrics["runs"][name]
         run["change"] = table[name]
-        run["minutes"] = round(Run(out / name).stats()[-1].get("seconds", 0) / 60, 1) if Run(out / name).stats() else None
+        # The last stats line may be an epoch's summary, without the cumulative wall time.
+        run["train_seconds"] = max(r.get("seconds", 0) for r in Run(out / name).stats())
     (out / "ablation.json").write_text(json.dumps(metrics, indent=2) + "\n")
     text = markdown(metrics)
     (out / "ablation.md").write_text(text)
@@ -79,12 +80,12 @@ def markdown(metrics):
     """One row per setting: what changed, FIDs beside the floor, fidelity, sharpness, collapse, time."""
     p = metrics["protocol"]
     lines = ["| row | change from the handout | FID prior | FID recon | pixel MSE | sharpness samples | "
-             "diversity | shared pattern | minutes |", "|---|---|---|---|---|---|---|---|---|"]
+             "diversity | shared pattern | training minutes |", "|---|---|---|---|---|---|---|---|---|"]
     for name, r in metrics["runs"].items():
         change = ", ".join(f"{k}={v}" for k, v in r["change"].items()) or "—"
         lines.append(f"| {name} | {change} | {r['fid_prior']:.1f} | {r['fid_recon']:.1f} | {r['mse']:.4f} | "
                      f"{r['sharpness_prior']:.0f} | {r['diversity_prior']:.2f} | {r['shared_pattern_prior']:.2f} | "
-                     f"{r['minutes']} |")
+                     f"{r['train_seconds'] / 60:.1f} |")
     lines.append(f"\nFID floor (real training faces vs held-out faces): {p['floor_fid']:.1f}; "
                  f"{p['generated_count']} generated vs {p['reference_count']} held-out images; real faces: sharpness "
                  f"{p['sharpness_real']:.0f}, diversity 1, shared pattern 1.")

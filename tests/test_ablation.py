@@ -4,16 +4,20 @@ import pytest
 
 from labkit import LabkitError
 from labkit.ablation import HANDOUT, ROWS, ablation, kept, rows
+from labkit.options import PROFILES
 
 from conftest import TINY, tiny_extractor
 
 
-def test_each_row_changes_the_handout_and_kept_is_added_only_when_new():
+def test_each_row_changes_the_handout_and_kept_is_added_only_when_new(monkeypatch):
     assert all(set(change) <= set(HANDOUT) and all(HANDOUT[k] != v for k, v in change.items())
                for change in ROWS.values())
     assert kept("smoke") == {} and "kept" not in rows("smoke")
-    assert kept("cpu") == {"d_weights": "half"}
-    assert "kept" not in rows("cpu")  # the same as the row d_weights=half: trained once
+    monkeypatch.setitem(PROFILES["smoke"], "d_weights", "half")
+    assert kept("smoke") == {"d_weights": "half"}
+    assert "kept" not in rows("smoke")  # the same as the row d_weights=half: trained once
+    monkeypatch.setitem(PROFILES["smoke"], "margin", 0.35)
+    assert rows("smoke")["kept"] == {"d_weights": "half", "margin": 0.35}
 
 
 def test_ablation_trains_each_row_once_and_tabulates(tmp_path):
@@ -25,6 +29,7 @@ def test_ablation_trains_each_row_once_and_tabulates(tmp_path):
     assert metrics["runs"]["d_weights=half"]["options"]["d_weights"] == "half"
     assert metrics["runs"]["handout"]["options"]["d_weights"] == "sum"
     assert metrics["runs"]["handout"]["options"]["epochs"] == 1  # the probe's size, not the profile's
+    assert all(r["train_seconds"] > 0 for r in metrics["runs"].values())
     snapshots = {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/*.pt")}
     assert len(snapshots) >= 2
     assert ablation(tmp_path, **run) == text  # a second call reuses the trained rows: no new snapshot
