@@ -30,7 +30,7 @@ ROWS = {
     "margin=0.35": dict(margin=0.35),
     "lr_decay=0.1": dict(lr_decay=0.1),
     "authors' init+decay": dict(init="glorot", weight_decay=1e-5),
-    "optimizer=adam": dict(optimizer="adam"),  # DCGAN's Adam(0.5, 0.999): at the cpu size, a pink checkerboard by epoch 2
+    "optimizer=adam": dict(optimizer="adam"),  # DCGAN's Adam(0.5, 0.999): cpu size, a checkerboard by epoch 2
 }
 
 
