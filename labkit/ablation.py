@@ -41,17 +41,15 @@ def kept(profile):
 
 def rows(profile):
     """ROWS, and the profile's combination as "kept" unless it is one of them already."""
-    out = dict(ROWS)
-    if kept(profile) and kept(profile) not in ROWS.values():
-        out["kept"] = kept(profile)
-    return out
+    combination = kept(profile)
+    return dict(ROWS, kept=combination) if combination and combination not in ROWS.values() else dict(ROWS)
 
 
 def ablation(out, profile="cpu", names=None, data=None, eval_n=None, n_ref=None, weights=None, extractor=None,
-             progress=True, **sizes):
+             progress=True, **shrink):
     """Train (or resume) each row into out/<name>, evaluate them together, write
-    out/ablation.json and out/ablation.md; returns the markdown table. sizes (epochs, limit, ...)
-    shrink every row alike, for short probes."""
+    out/ablation.json and out/ablation.md; returns the markdown table. shrink (epochs, limit, ...)
+    sizes every row alike, for short probes."""
     out = Path(out)
     table = rows(profile)
     names = names or list(table)
@@ -61,7 +59,7 @@ def ablation(out, profile="cpu", names=None, data=None, eval_n=None, n_ref=None,
     for name in names:
         settings = dict(HANDOUT, **table[name])
         training_loop(out / name, resume=True, model="vaegan", profile=profile, data=data, progress=progress,
-                      **settings, **sizes)
+                      **settings, **shrink)
     sizes = evaluation(profile, eval_n=eval_n, n_ref=n_ref)
     metrics = evaluate([out / n for n in names], data=data, n=sizes["eval_n"], n_ref=sizes["n_ref"], weights=weights,
                        sets=("prior", "recon"), out=out / "ablation.json", extractor=extractor)

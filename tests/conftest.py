@@ -1,3 +1,5 @@
+import json
+import math
 import os
 import shutil
 import subprocess
@@ -48,6 +50,33 @@ def tiny_extractor():
     net = nn.Sequential(nn.Conv2d(3, 16, 5, 2), nn.ReLU(), nn.Conv2d(16, 32, 5, 2), nn.ReLU(),
                         nn.AdaptiveAvgPool2d(2), nn.Flatten()).eval()
     return lambda images: net(images.float() / 127.5 - 1)
+
+
+def assert_results_consistent(folder, pdf, sizes, settings):
+    """A results folder agrees with itself: metrics.json measured with `sizes` (see
+    labkit.options.evaluation) on runs trained with `settings`, every model and figure present,
+    and the report `pdf` printing the JSON's numbers."""
+    from labkit.metrics import SETS
+    from labkit.models import MODELS
+    from labkit.options import options
+    metrics = json.loads((folder / "metrics.json").read_text())
+    p, runs = metrics["protocol"], metrics["runs"]
+    assert p["generated_count"] == sizes["eval_n"] and p["floor_count"] == sizes["eval_n"]
+    assert p["reference_count"] == (sizes["n_ref"] or p["reference_count"])
+    assert p["sets"] == list(sizes["eval_sets"] or SETS)
+    assert set(runs) == set(MODELS)
+    for name, run in runs.items():
+        assert run["model"] == name
+        expected = options(model=name, **settings)
+        assert run["options"] == {k: expected[k] for k in run["options"]}, name
+        assert all(math.isfinite(v) for v in run.values() if isinstance(v, float)), name
+    assert FIGURES <= {f.name for f in folder.glob("*.png")}
+    text = pdf_text(pdf)
+    for name, run in runs.items():
+        for key in ("fid_prior", "fid_recon", "sharpness_prior"):
+            if key in run:
+                assert f"{run[key]:.4g}" in text, (name, key)
+    assert f"{p['floor_fid']:.4g}" in text
 
 
 def pdf_text(path):

@@ -9,11 +9,11 @@ from PIL import Image
 
 from labkit import data as D
 from labkit.models import Nets
+from labkit.options import evaluation
 from labkit.report import ROOT, build_report
 from labkit.widgets import LatentExplorer
 
-from conftest import FIGURES, pdf_text, shared_data
-
+from conftest import FIGURES, assert_results_consistent, pdf_text, shared_data
 
 
 def test_latent_sliders_change_the_decoded_face():
@@ -81,6 +81,9 @@ def test_smoke_report_end_to_end(tmp_path):
                       "Which generator loss was used", "Results", "Discussion", "Demo"):
             assert title in text, title
         assert "non-saturating" in text
+        if os.environ.get("LABKIT_INCEPTION"):  # the check committed results must pass, on this smoke report
+            assert_results_consistent(tmp_path / "figures", paths["pdf"], evaluation("smoke", eval_n=16, n_ref=16),
+                                      dict(profile="smoke", epochs=1, limit=256))
     for text in texts:
         assert "A smoke check, not results" in text  # the first page says what this is
         assert "Figure 1." in text and "Figure 9." in text  # numbered captions
