@@ -77,6 +77,10 @@ def assert_results_consistent(folder, pdf, sizes, settings):
             if key in run:
                 assert f"{run[key]:.4g}" in text, (name, key)
     assert f"{p['floor_fid']:.4g}" in text
+    ablation = folder / "ablation.json"
+    if ablation.is_file():  # the discussion's table prints every row's FIDs as written by ablation.markdown
+        for name, row in json.loads(ablation.read_text())["runs"].items():
+            assert f"{row['fid_prior']:.1f}" in text and f"{row['fid_recon']:.1f}" in text, name
 
 
 def pdf_text(path):

@@ -16,4 +16,5 @@ COMMITTED = sorted(p.parent.name for p in (ROOT / "figures").glob("*/metrics.jso
 @pytest.mark.parametrize("profile", COMMITTED)
 def test_committed_results_are_consistent(profile):
     folder = ROOT / "figures" / profile
+    assert (folder / "ablation.json").is_file(), "published results come with their ablation table"
     assert_results_consistent(folder, folder / "report.pdf", evaluation(profile), dict(profile=profile))
