@@ -47,9 +47,10 @@ def rows(profile):
 
 def ablation(out, profile="cpu", names=None, data=None, eval_n=None, n_ref=None, weights=None, extractor=None,
              progress=True, **shrink):
-    """Train (or resume) each row into out/<name>, evaluate them together, write
-    out/ablation.json and out/ablation.md; returns the markdown table. shrink (epochs, limit, ...)
-    sizes every row alike, for short probes."""
+    """Train (or resume) the rows `names` (default: all) into out/<name>, evaluate those not yet
+    evaluated at their current step, and write out/ablation.json and out/ablation.md: these rows
+    and the ones evaluated before under the same protocol. Returns the markdown table. shrink
+    (epochs, limit, ...) sizes every row alike, for short probes."""
     out = Path(out)
     table = rows(profile)
     names = names or list(table)
@@ -60,18 +61,41 @@ def ablation(out, profile="cpu", names=None, data=None, eval_n=None, n_ref=None,
         settings = dict(HANDOUT, **table[name])
         training_loop(out / name, resume=True, model="vaegan", profile=profile, data=data, progress=progress,
                       **settings, **shrink)
+    # The table grows row by row: rows evaluated before under the same protocol, at the step
+    # their run is at now, are kept without evaluating them again.
+    path = out / "ablation.json"
+    before = json.loads(path.read_text()) if path.is_file() else {"runs": {}}
+    stats = {n: Run(out / n).stats() for n in table if n in names or n in before["runs"]}
+    steps = {n: max((r.get("step", 0) for r in lines), default=0) for n, lines in stats.items()}
+    todo = [n for n in names if before["runs"].get(n, {}).get("steps") != steps[n]]
     sizes = evaluation(profile, eval_n=eval_n, n_ref=n_ref)
-    metrics = evaluate([out / n for n in names], data=data, n=sizes["eval_n"], n_ref=sizes["n_ref"], weights=weights,
-                       sets=("prior", "recon"), out=out / "ablation.json", extractor=extractor)
-    for name in names:
+
+    def measure(which):  # with no run, still the protocol: the real sets' features come from the cache
+        return evaluate([out / n for n in which], data=data, n=sizes["eval_n"], n_ref=sizes["n_ref"], weights=weights,
+                        sets=("prior", "recon"), extractor=extractor, cache_dir=out / "cache")
+
+    metrics = measure(todo)
+    if not same_protocol(before.get("protocol", {}), metrics["protocol"]):
+        before, todo = {"runs": {}}, names
+        metrics = measure(todo)
+    for name in todo:
         run = metrics["runs"][name]
-        run["change"] = table[name]
+        run["change"], run["steps"] = table[name], steps[name]
         # The last stats line may be an epoch's summary, without the cumulative wall time.
-        run["train_seconds"] = max(r.get("seconds", 0) for r in Run(out / name).stats())
-    (out / "ablation.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        run["train_seconds"] = max(r.get("seconds", 0) for r in stats[name])
+    shown = {n: r for n, r in before["runs"].items() if n in steps and r.get("steps") == steps[n]}
+    shown.update(metrics["runs"])
+    metrics["runs"] = {n: shown[n] for n in table if n in shown}
+    path.write_text(json.dumps(metrics, indent=2) + "\n")
     text = markdown(metrics)
     (out / "ablation.md").write_text(text)
     return text
+
+
+def same_protocol(a, b):
+    """Whether two evaluations measured alike: the same real sets, counts, features and noise."""
+    keys = ("reference", "reference_count", "generated_count", "floor_count", "weights", "seed", "sets")
+    return all(a.get(k) == b.get(k) for k in keys)
 
 
 def markdown(metrics):

@@ -2,8 +2,9 @@ import json
 
 import pytest
 
-from labkit import LabkitError
+from labkit import LabkitError, ablation as ablation_module
 from labkit.ablation import HANDOUT, ROWS, ablation, kept, rows
+from labkit.metrics import evaluate
 from labkit.options import PROFILES
 
 from conftest import TINY, tiny_extractor
@@ -20,7 +21,7 @@ def test_each_row_changes_the_handout_and_kept_is_added_only_when_new(monkeypatc
     assert rows("smoke")["kept"] == {"d_weights": "half", "margin": 0.35}
 
 
-def test_ablation_trains_each_row_once_and_tabulates(tmp_path):
+def test_ablation_trains_and_evaluates_each_row_once_and_tabulates(tmp_path, monkeypatch):
     run = dict(profile="smoke", names=["handout", "d_weights=half"], extractor=tiny_extractor(), eval_n=32, n_ref=32,
                progress=False, epochs=1, batch=16, limit=32, **TINY)
     text = ablation(tmp_path, **run)
@@ -32,7 +33,20 @@ def test_ablation_trains_each_row_once_and_tabulates(tmp_path):
     assert all(r["train_seconds"] > 0 for r in metrics["runs"].values())
     snapshots = {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/*.pt")}
     assert len(snapshots) >= 2
-    assert ablation(tmp_path, **run) == text  # a second call reuses the trained rows: no new snapshot
+    evaluated = []
+    monkeypatch.setattr(ablation_module, "evaluate",
+                        lambda runs, **kw: evaluated.append([r.name for r in runs]) or evaluate(runs, **kw))
+    assert ablation(tmp_path, **run) == text  # a second call reuses the trained and evaluated rows
     assert {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/*.pt")} == snapshots
+    # A new row alone: only it is trained and evaluated, and the table keeps the earlier rows.
+    text = ablation(tmp_path, **dict(run, names=["feature_norm"]))
+    assert evaluated == [[], ["feature_norm"]]
+    assert "| handout |" in text and "| d_weights=half |" in text and "| feature_norm |" in text
+    grown = json.loads((tmp_path / "ablation.json").read_text())["runs"]
+    assert list(grown) == ["handout", "d_weights=half", "feature_norm"]  # the order of ROWS
+    assert grown["handout"] == metrics["runs"]["handout"]
+    # A row trained further since it was evaluated is evaluated again.
+    ablation(tmp_path, **dict(run, names=["handout"], epochs=2))
+    assert evaluated[-1] == ["handout"]
     with pytest.raises(LabkitError, match="unknown ablation row"):
         ablation(tmp_path, **dict(run, names=["handout", "gamma=50"]))
