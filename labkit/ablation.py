@@ -75,9 +75,11 @@ def ablation(out, profile="cpu", names=None, data=None, eval_n=None, n_ref=None,
                         sets=("prior", "recon"), extractor=extractor, cache_dir=out / "cache")
 
     metrics = measure(todo)
-    if not same_protocol(before.get("protocol", {}), metrics["protocol"]):
+    if not same_protocol(before.get("protocol", {}), metrics["protocol"]):  # the earlier rows measured otherwise
+        rest = [n for n in names if n not in todo]
+        if rest:
+            metrics["runs"].update(measure(rest)["runs"])
         before, todo = {"runs": {}}, names
-        metrics = measure(todo)
     for name in todo:
         run = metrics["runs"][name]
         run["change"], run["steps"] = table[name], steps[name]

@@ -48,5 +48,14 @@ def test_ablation_trains_and_evaluates_each_row_once_and_tabulates(tmp_path, mon
     # A row trained further since it was evaluated is evaluated again.
     ablation(tmp_path, **dict(run, names=["handout"], epochs=2))
     assert evaluated[-1] == ["handout"]
+    # Another protocol, with handout's result stale: every named row is evaluated again, each
+    # once, and only those rows are shown.
+    stale = json.loads((tmp_path / "ablation.json").read_text())
+    stale["runs"]["handout"]["steps"] = -1
+    (tmp_path / "ablation.json").write_text(json.dumps(stale))
+    ablation(tmp_path, **dict(run, names=["handout", "feature_norm"], eval_n=16))
+    assert evaluated[-2:] == [["handout"], ["feature_norm"]]
+    again = json.loads((tmp_path / "ablation.json").read_text())
+    assert list(again["runs"]) == ["handout", "feature_norm"] and again["protocol"]["generated_count"] == 16
     with pytest.raises(LabkitError, match="unknown ablation row"):
         ablation(tmp_path, **dict(run, names=["handout", "gamma=50"]))
