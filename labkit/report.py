@@ -178,6 +178,28 @@ def offline_copy(nb):
     return nb
 
 
+def jpeg_copy(nb, quality=90):
+    """The notebook with its PNG outputs as JPEG where that is smaller: grids of photographs
+    shrink 3-5x, which keeps the committed PDF small; the figures stay PNG in figures/."""
+    from PIL import Image
+    nb = copy.deepcopy(nb)
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            png = out.get("data", {}).get("image/png")
+            if png is None:
+                continue
+            image = Image.open(io.BytesIO(base64.b64decode(png))).convert("RGBA")
+            flat = Image.new("RGB", image.size, "white")
+            flat.paste(image, mask=image.getchannel("A"))
+            buf = io.BytesIO()
+            flat.save(buf, "JPEG", quality=quality)
+            jpeg = base64.b64encode(buf.getvalue()).decode()
+            if len(jpeg) < len(png):  # line plots stay PNG: smaller and sharper so
+                del out.data["image/png"]
+                out.data["image/jpeg"] = jpeg
+    return nb
+
+
 def export(build):
     """build/report.html always, build/report.pdf when xelatex and pandoc are present (see the
     README); the PDF also goes beside the figures of real runs. Returns the paths."""
@@ -193,7 +215,7 @@ def export(build):
     (build / "report.html").write_text(page)
     paths["html"] = build / "report.html"
     if shutil.which("xelatex") and shutil.which("pandoc"):
-        pdf, _ = PDFExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True).from_notebook_node(nb)
+        pdf, _ = PDFExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True).from_notebook_node(jpeg_copy(nb))
         (build / "report.pdf").write_bytes(pdf)
         paths["pdf"] = build / "report.pdf"
         if figures.is_relative_to(ROOT / "figures"):

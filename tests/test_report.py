@@ -10,7 +10,7 @@ from PIL import Image
 from labkit import data as D
 from labkit.models import Nets
 from labkit.options import evaluation
-from labkit.report import ROOT, build_report
+from labkit.report import ROOT, build_report, jpeg_copy
 from labkit.widgets import LatentExplorer
 
 from conftest import FIGURES, assert_results_consistent, pdf_text, shared_data
@@ -37,6 +37,31 @@ def test_latent_sliders_change_the_decoded_face():
 
 
 @pytest.mark.slow
+def test_the_pdf_gets_photographs_as_jpeg_and_line_plots_as_png():
+    import base64
+    import io
+    import nbformat
+    import numpy as np
+
+    def png(array):
+        buf = io.BytesIO()
+        Image.fromarray(array).save(buf, "PNG")
+        return base64.b64encode(buf.getvalue()).decode()
+
+    faces = D.synthetic_images(64).reshape(8, 8, 64, 64, 3).transpose(0, 2, 1, 3, 4).reshape(512, 512, 3)
+    faces = np.clip(faces + np.random.default_rng(0).integers(-20, 20, faces.shape), 0, 255).astype(np.uint8)
+    plot = np.full((300, 400, 3), 255, np.uint8)
+    plot[150, 20:380] = (200, 0, 0)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(outputs=[
+        nbformat.v4.new_output("display_data", data={"image/png": png(faces)}),
+        nbformat.v4.new_output("display_data", data={"image/png": png(plot)})])])
+    photo, line = jpeg_copy(nb).cells[0].outputs
+    assert set(photo.data) == {"image/jpeg"} and set(line.data) == {"image/png"}
+    decoded = np.asarray(Image.open(io.BytesIO(base64.b64decode(photo.data["image/jpeg"]))), dtype=float)
+    assert np.abs(decoded - faces).mean() < 15  # the same picture (another one differs by ~75), less its noise
+    assert set(nb.cells[0].outputs[0].data) == {"image/png"}  # the executed notebook is left as it was
+
+
 def test_smoke_report_end_to_end(tmp_path):
     committed = {p: p.stat().st_mtime for p in (ROOT / "figures").rglob("*")}
     data = shared_data()
