@@ -5,6 +5,7 @@ import numpy as np
 import torch
 from torchvision.utils import make_grid
 
+from labkit.options import EQUILIBRIUM
 from labkit.runs import Run
 
 
@@ -71,6 +72,56 @@ def loss_curves(runs, path=None):
             ax.legend(fontsize=8)
             if all(r[k] > 0 for r in rows for k in keys):
                 ax.set_yscale("log")
+    fig.tight_layout()
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+    return fig
+
+
+# The diagnostics panels: title, the "diag/" keys drawn in it (those the run logged), log scale.
+DIAGNOSTICS = (
+    ("D's probability D(x)", ("D_real", "D_recon", "D_prior"), False),
+    ("D's cost on real and fake images", ("cost_real", "cost_fake"), False),
+    ("decoder gradient norm, by term", ("dec_grad_feature", "dec_grad_gan"), True),
+    ("layer l weight norm", ("layer_l_norm",), False),
+    ("share of steps updated", ("updates_dis", "updates_dec"), False),
+)
+
+
+def diagnostics(run_dir, path=None, title=None):
+    """What the losses hide, against images seen: D on real, reconstructed and prior images, D's
+    costs (with the equilibrium rule's band when it is on), how hard each term pulls the
+    decoder, the growth of layer l's weights (L_llike scales with it), and how often D and the
+    decoder were updated. Returns None for a run that logs no diagnostics (the VAE)."""
+    import matplotlib.pyplot as plt
+    run = Run(run_dir)
+    rows = [r for r in run.stats() if "kimg" in r]
+    panels = [(t, [k for k in keys if any(f"diag/{k}" in r for r in rows)], log) for t, keys, log in DIAGNOSTICS]
+    panels = [p for p in panels if p[1]]
+    if not panels:
+        return None
+    margin = run.options().get("margin")
+    cols = min(3, len(panels))
+    nrows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.0 * nrows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    for ax, (name, keys, log) in zip(axes.flat, panels):
+        for k in keys:
+            points = [(r["kimg"], r[f"diag/{k}"]) for r in rows if f"diag/{k}" in r]
+            ax.plot(*zip(*points), label=k)
+        if keys[0] == "cost_real" and margin:
+            ax.axhspan(EQUILIBRIUM - margin, EQUILIBRIUM + margin, color="0.88", zorder=0,
+                       label="equilibrium band: both update")
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("thousand images seen")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        if log:
+            ax.set_yscale("log")
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
