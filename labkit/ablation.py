@@ -28,6 +28,7 @@ ROWS = {
     "feature_norm": dict(feature_norm=True),
     "dec_batch=joint": dict(dec_batch="joint"),
     "margin=0.35": dict(margin=0.35),
+    "margin=0.35+recon_fake=false": dict(margin=0.35, recon_fake=False),  # as the authors' final CelebA script
     "lr_decay=0.1": dict(lr_decay=0.1),
     "authors' init+decay": dict(init="glorot", weight_decay=1e-5),
     "optimizer=adam": dict(optimizer="adam"),  # DCGAN's Adam(0.5, 0.999): cpu size, a checkerboard by epoch 2
