@@ -93,14 +93,14 @@ def diagnostics(run_dir, path=None, title=None):
     """What the losses hide, against images seen: D on real, reconstructed and prior images, D's
     costs (with the equilibrium rule's band when it is on), how hard each term pulls the
     decoder, the growth of layer l's weights (L_llike scales with it), and how often D and the
-    decoder were updated. Returns None for a run that logs no diagnostics (the VAE)."""
+    decoder were updated. Returns None for a run without a discriminator (the VAE)."""
     import matplotlib.pyplot as plt
     run = Run(run_dir)
     rows = [r for r in run.stats() if "kimg" in r]
+    if not any("diag/cost_real" in r for r in rows):  # every model with a D logs its cost
+        return None
     panels = [(t, [k for k in keys if any(f"diag/{k}" in r for r in rows)], log) for t, keys, log in DIAGNOSTICS]
     panels = [p for p in panels if p[1]]
-    if not panels:
-        return None
     margin = run.options().get("margin")
     cols = min(3, len(panels))
     nrows = -(-len(panels) // cols)

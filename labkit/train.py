@@ -83,7 +83,7 @@ def train_step(nets, opts, x, generator, o, autocast=False, shard=(0, 1), diagno
     stepping = updated(opts, losses, o["margin"])
     for name in stepping:
         opts[name].step()
-    if o["margin"]:
+    if o["margin"] and "diag/cost_real" in losses:  # the rule ran (the VAE has no D to freeze)
         diag.update({f"diag/updates_{k}": torch.tensor(float(k in stepping)) for k in ("dec", "dis")})
     return {**{k: v.detach() for k, v in losses.items()}, **diag}
 

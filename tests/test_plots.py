@@ -4,6 +4,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 from labkit import plots
+from labkit.runs import Run
 from labkit.train import training_loop
 
 from conftest import TINY
@@ -26,7 +27,9 @@ def test_diagnostics_draw_each_logged_quantity(tmp_path):
     assert cost.patches, "the equilibrium rule's band is drawn when the rule is on"
 
 
-def test_diagnostics_of_a_run_without_them_is_none(tmp_path):
-    assert plots.diagnostics(tiny_run(tmp_path / "vae", model="vae")) is None
+def test_diagnostics_only_for_models_with_a_discriminator(tmp_path):
+    vae = tiny_run(tmp_path / "vae", model="vae", margin=0.35)  # the rule has no D to freeze: nothing logged
+    assert not any(k.startswith("diag/") for r in Run(vae).stats() for k in r)
+    assert plots.diagnostics(vae) is None
     gan = plots.diagnostics(tiny_run(tmp_path / "gan", model="gan"))
     assert "share of steps updated" not in [ax.get_title() for ax in gan.axes]  # no rule, no updates panel
