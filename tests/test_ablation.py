@@ -3,7 +3,7 @@ import json
 import pytest
 
 from labkit import LabkitError, ablation as ablation_module
-from labkit.ablation import HANDOUT, ROWS, ablation, kept, rows
+from labkit.ablation import HANDOUT, ROWS, ablation, kept, markdown, rows
 from labkit.metrics import evaluate
 from labkit.options import PROFILES
 
@@ -59,3 +59,7 @@ def test_ablation_trains_and_evaluates_each_row_once_and_tabulates(tmp_path, mon
     assert list(again["runs"]) == ["handout", "feature_norm"] and again["protocol"]["generated_count"] == 16
     with pytest.raises(LabkitError, match="unknown ablation row"):
         ablation(tmp_path, **dict(run, names=["handout", "gamma=50"]))
+    # The table marks the row the profile keeps.
+    monkeypatch.setitem(PROFILES["smoke"], "feature_norm", True)
+    table = markdown(again)
+    assert "| feature_norm (kept) | feature_norm=True |" in table and "| handout | — |" in table
