@@ -27,10 +27,10 @@ PROFILES = {
     # cpu: the handout's tables at width 1/4 on all 8,000 training faces, with the VAE-GAN
     # settings the ablation keeps; the three trainings and their evaluation fit in an hour on
     # a 2-core laptop (labkit/ablation.py). Batch 32: the same 8 epochs in 2,000 steps, since at
-    # batch 64 (1,000 steps) the VAE-GAN was limited by its number of updates (prior FID 203 ->
-    # 124 at batch 32). Kept: the authors' equilibrium rule, margin 0.35, for the GAN too; at
-    # batch 32 the handout's settings scored prior FID 184, and the rule without reconstructions
-    # shown to D 127 (figures/cpu/ablation.json).
+    # batch 64 (1,000 steps) the VAE-GAN was limited by its number of updates (prior FID 203 at
+    # batch 64, 137 at batch 32). Kept: the authors' equilibrium rule, margin 0.35, for the GAN
+    # too; at batch 32 the handout's settings scored prior FID 184 and reconstruction FID 120
+    # against the rule's 137 and 101 (figures/cpu/ablation.json).
     "cpu": dict(width=0.25, latent=128, epochs=8, batch=32, limit=None, log_every=25, ckpt_every=500,
                 margin=0.35, eval_n=1000, n_ref=1000, eval_sets=("prior", "recon")),
     "full": dict(width=1.0, latent=2048, epochs=100, batch=64, limit=None, log_every=50, ckpt_every=2500,
