@@ -89,7 +89,7 @@ DIAGNOSTICS = (
 )
 
 
-def diagnostics(run_dir, path=None, title=None):
+def diagnostics(run_dir, path=None):
     """What the losses hide, against images seen: D on real, reconstructed and prior images, D's
     costs (with the equilibrium rule's band when it is on), how hard each term pulls the
     decoder, the growth of layer l's weights (L_llike scales with it), and how often D and the
@@ -120,8 +120,6 @@ def diagnostics(run_dir, path=None, title=None):
         ax.legend(fontsize=7)
         if log:
             ax.set_yscale("log")
-    if title:
-        fig.suptitle(title)
     fig.tight_layout()
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
