@@ -29,6 +29,15 @@ def save_png(array, path):
     Image.fromarray(np.ascontiguousarray(array)).save(path)
 
 
+def finish(fig, path=None):
+    """Lay out a figure and write it to `path` when given (the report's figures folder)."""
+    fig.tight_layout()
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+    return fig
+
+
 def panels(named_images, path=None, nrow=8, title=None, scale=1.0, stacked=False):
     """Grids side by side (or `stacked` one above the other), a title over each: the comparison
     figures of the report."""
@@ -43,11 +52,7 @@ def panels(named_images, path=None, nrow=8, title=None, scale=1.0, stacked=False
         ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=12)
-    fig.tight_layout()
-    if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120, bbox_inches="tight")
-    return fig
+    return finish(fig, path)
 
 
 def zoom(images, rows, cols, scale=3):
@@ -72,11 +77,7 @@ def loss_curves(runs, path=None):
             ax.legend(fontsize=8)
             if all(r[k] > 0 for r in rows for k in keys):
                 ax.set_yscale("log")
-    fig.tight_layout()
-    if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120, bbox_inches="tight")
-    return fig
+    return finish(fig, path)
 
 
 # The diagnostics panels: title, the "diag/" keys drawn in it (those the run logged), log scale.
@@ -120,8 +121,4 @@ def diagnostics(run_dir, path=None):
         ax.legend(fontsize=7)
         if log:
             ax.set_yscale("log")
-    fig.tight_layout()
-    if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120, bbox_inches="tight")
-    return fig
+    return finish(fig, path)
