@@ -178,7 +178,7 @@ def offline_copy(nb):
     return nb
 
 
-def jpeg_copy(nb, quality=90):
+def jpeg_copy(nb, quality=80):
     """The notebook with its PNG outputs as JPEG where that is smaller: grids of photographs
     shrink 3-5x, which keeps the committed PDF small; the figures stay PNG in figures/."""
     from PIL import Image
