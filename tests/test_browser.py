@@ -101,7 +101,8 @@ def test_dragging_the_sliders_changes_the_face(lab, tmp_path):
                 page.screenshot(path=shots / "demo-0-not-run.png")
         face = page.locator(".jp-OutputArea-output img.widget-image").first
         face.wait_for(timeout=300_000)
-        page.get_by_text("The sliders' directions as strips").wait_for(timeout=300_000)  # the last cell ran
+        # The last cell ran: its caption in an output (the editor may show the same words in the cell's source).
+        page.locator(".jp-OutputArea-output").get_by_text("The sliders' directions as strips").wait_for(timeout=300_000)
         face.scroll_into_view_if_needed()
         page.screenshot(path=shots / "demo-1-ran.png")
 
