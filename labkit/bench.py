@@ -31,7 +31,7 @@ def sync(device):
 def setup(model, size, batch, device, fast):
     o = options(model=model, batch=batch, **SIZES[size])
     torch.manual_seed(0)
-    nets = Nets(model, o["latent"], o["width"]).to(device)
+    nets = Nets.of(o).to(device)
     if fast:
         for m in nets.children():
             m.compile()

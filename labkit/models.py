@@ -65,21 +65,27 @@ class Decoder(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """x -> (logit (B,), features (B, C, 8, 8)).
+    """x -> (logit (B,), features (B, C, H, W)).
 
     `features` is Dis_l, the representation the feature-wise reconstruction loss compares: the
-    4th conv's output before its BatchNorm and ReLU, as in the paper and the authors' code.
+    output of conv layer `layer` before its BatchNorm and ReLU. The handout leaves l open; the
+    authors' code takes the 4th conv (8x8), the default; lower layers keep more of the image's
+    spatial detail (layer 3: 16x16, layer 2: 32x32).
     The handout's final sigmoid is folded into the losses (BCE-with-logits), which computes the
     same quantity without the overflow of log(sigmoid) and stays safe under autocast; use
     `torch.sigmoid(logit)` for the probability D(x).
     """
 
-    def __init__(self, width=1.0):
+    def __init__(self, width=1.0, layer=4):
         super().__init__()
+        if layer not in FEATURE_LAYERS:
+            raise ValueError(f"unknown feature layer {layer!r}; choose one of {', '.join(map(str, FEATURE_LAYERS))}")
         c1, c2, c3, c4 = _ch(32, width), _ch(128, width), _ch(256, width), _ch(256, width)
-        self.convs = nn.Sequential(_conv(3, c1, 1, norm=False), _conv(c1, c2, 2), _conv(c2, c3, 2))
-        self.layer_l = nn.Conv2d(c3, c4, 5, 2, 2, bias=False)
-        self.head = nn.Sequential(nn.BatchNorm2d(c4), nn.ReLU(), nn.Flatten(),
+        blocks = [_conv(3, c1, 1, norm=False), _conv(c1, c2, 2), _conv(c2, c3, 2), _conv(c3, c4, 2)]
+        conv_l, *after_l = blocks[layer - 1]
+        self.convs = nn.Sequential(*blocks[:layer - 1])
+        self.layer_l = conv_l
+        self.head = nn.Sequential(*after_l, *blocks[layer:], nn.Flatten(),
                                   nn.Linear(c4 * 8 * 8, _ch(1024, width)), nn.ELU(),
                                   nn.Linear(_ch(1024, width), 1))
 
@@ -94,7 +100,7 @@ class Discriminator(nn.Module):
 class Nets(nn.Module):
     """The networks one model trains, so that one state_dict holds a whole run's weights."""
 
-    def __init__(self, model, latent=2048, width=1.0, init="normal"):
+    def __init__(self, model, latent=2048, width=1.0, init="normal", feature_layer=4):
         super().__init__()
         if model not in MODELS:
             raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
@@ -103,8 +109,13 @@ class Nets(nn.Module):
             self.enc = Encoder(latent, width)
         self.dec = Decoder(latent, width)
         if MODELS[model]["discriminator"]:
-            self.dis = Discriminator(width)
+            self.dis = Discriminator(width, feature_layer)
         self.apply(lambda m: init_weights(m, init))
+
+    @classmethod
+    def of(cls, o):
+        """The networks a run's settings describe (runs from before feature_layer used layer 4)."""
+        return cls(o["model"], o["latent"], o["width"], o["init"], o.get("feature_layer", 4))
 
     @property
     def has_encoder(self):
@@ -142,6 +153,7 @@ MODELS = {
 
 
 INITS = ("normal", "glorot")
+FEATURE_LAYERS = (1, 2, 3, 4)
 
 
 def init_weights(module, kind="normal"):

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from labkit import LabkitError
 from labkit.losses import D_WEIGHTS, DEC_BATCHES, G_LOSSES
-from labkit.models import INITS, MODELS
+from labkit.models import FEATURE_LAYERS, INITS, MODELS
 
 OPTIMIZERS = ("rmsprop", "adam")
 ON_NAN = ("stop", "rollback")
@@ -68,6 +68,7 @@ OPTIONS = dict(
     g_loss       = Option("nonsaturating", "generator loss: nonsaturating -log D(G(z)) or saturating log(1 - D(G(z)))", choices=G_LOSSES, label="generator loss"),
     d_weights    = Option("sum", "D loss: sum (Algorithm 1: real + each fake batch) or half (authors: 0.5 real, 0.5 mean of fakes)", choices=D_WEIGHTS),
     recon_fake   = Option(True, "D sees reconstructions as fakes (Algorithm 1); false: prior samples only (authors' CelebA script)", bool),
+    feature_layer = Option(4, "D's conv layer whose output (before its BatchNorm) is Dis_l: 4 (8x8, the authors'), 3 (16x16), 2 or 1", int, interval=(0, max(FEATURE_LAYERS))),
     feature_norm = Option(False, "divide L_llike by the mean square of Dis_l(x), so the growth of layer l's weights cannot reweigh it", bool),
     dec_batch    = Option("split", "decode reconstructions and prior samples separately (split) or as one batch with shared BatchNorm statistics (joint)", choices=DEC_BATCHES),
     margin       = Option(0.0, "the authors' equilibrium rule: skip D's or the decoder's update when it wins by more than this around 0.68 (they use 0.35; 0: off)", float, interval=(0, EQUILIBRIUM), low_open=False),
@@ -123,17 +124,18 @@ def problem(key, value):
         return None if value in o.choices else f"unknown {o.label or key} {value!r}; choose one of {', '.join(o.choices)}"
     if o.kind is bool:
         return None if isinstance(value, bool) else f"{key} must be true or false, got {value!r}"
+    low, high = o.interval or (None, None)
+    whole = "an integer" if o.interval is None else "a positive integer" if high == math.inf else f"an integer from {low + 1} to {high}"
     if o.kind is int and (not isinstance(value, int) or isinstance(value, bool)):
-        return f"{key} must be {'a positive integer' if o.interval else 'an integer'}, got {value!r}"
+        return f"{key} must be {whole}, got {value!r}"
     if o.interval is None:
         return None
-    low, high = o.interval
     where = f"{key} must be in {'(' if o.low_open else '['}{low:g}, {high:g}], got {value!r}"
     if o.kind is float and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)):
         return where
     inside = (low < value if o.low_open else low <= value) and value <= high
     if not inside:
-        return f"{key} must be a positive integer, got {value!r}" if o.kind is int else where
+        return f"{key} must be {whole}, got {value!r}" if o.kind is int else where
     return None
 
 

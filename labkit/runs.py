@@ -154,7 +154,7 @@ def load_nets(run, device="cpu"):
     """A trained run's networks in eval mode, and its options."""
     state = load_checkpoint(run)
     o = state["options"]
-    nets = Nets(o["model"], o["latent"], o["width"]).to(device)
+    nets = Nets.of(o).to(device)
     load_weights(nets, state["nets"], run)
     return nets.eval(), o
 

@@ -188,7 +188,7 @@ def setup(o):
     if steps_per_epoch == 0:
         raise LabkitError(f"batch {o['batch']} is larger than the training set ({len(images)} images)")
     torch.manual_seed(o["seed"])
-    nets = Nets(o["model"], o["latent"], o["width"], o["init"])
+    nets = Nets.of(o)
     if o["sync_bn"] and world > 1:
         nets = torch.nn.SyncBatchNorm.convert_sync_batchnorm(nets)
     nets = nets.to(device)

@@ -57,6 +57,22 @@ def test_feature_layer_is_fourth_conv_before_bn():
     assert isinstance(dis.head[0], nn.BatchNorm2d)  # BN and ReLU come after Dis_l
 
 
+@pytest.mark.parametrize("layer, shape", [(1, (8, 64, 64)), (2, (32, 32, 32)), (3, (64, 16, 16))])
+def test_a_lower_feature_layer_moves_dis_l_not_the_network(layer, shape):
+    torch.manual_seed(0)
+    authors = Discriminator(width=0.25).eval()
+    lower = Discriminator(width=0.25, layer=layer).eval()
+    lower.load_state_dict(dict(zip(lower.state_dict(), authors.state_dict().values())))
+    x = torch.randn(3, 3, 64, 64)
+    (logit, feats), (authors_logit, _) = lower(x), authors(x)
+    assert feats.shape == (3, *shape)
+    torch.testing.assert_close(logit, authors_logit)  # the same layers in the same order
+    conv = [m for m in lower.modules() if isinstance(m, nn.Conv2d)][layer - 1]
+    assert lower.layer_l is conv  # Dis_l is that conv's own output: its BN and ReLU come after
+    with pytest.raises(ValueError, match="unknown feature layer 5"):
+        Discriminator(layer=5)
+
+
 def test_width_scales_channels():
     assert Encoder(latent=16, width=1 / 16).convs[0][0].out_channels == 4
     assert sum(p.numel() for p in Nets("vaegan", 16, 1 / 16).parameters()) < 500_000  # the handout size has 132M

@@ -10,6 +10,7 @@ from labkit.__main__ import main
 from labkit.losses import compute_losses, discriminator_loss
 from labkit.models import Nets
 from labkit.options import OPTIONS, PROFILES, describe, evaluation, options
+from labkit.runs import load_nets
 from labkit.train import decoder_gradients, make_optimizers, set_lr, train_step, training_loop, updated
 
 from conftest import TINY
@@ -65,6 +66,7 @@ def test_describe_marks_settings_that_are_not_the_handouts():
     (dict(margin=0.9), r"margin must be in \[0, 0.68\]"),
     (dict(lr_decay=0.0), r"lr_decay must be in \(0, 1\]"),
     (dict(weight_decay=-1e-5), r"weight_decay must be in \[0, 1\]"),
+    (dict(feature_layer=5), "feature_layer must be an integer from 1 to 4, got 5"),
 ])
 def test_bad_vaegan_settings_are_one_line(bad, message):
     with pytest.raises(LabkitError, match=message):
@@ -172,12 +174,14 @@ def test_decoder_gradient_diagnostics_measure_each_term():
 
 
 def test_every_option_is_recorded_and_diagnostics_are_logged(tmp_path):
-    settings = dict(d_weights="half", recon_fake=False, feature_norm=True, dec_batch="joint", margin=0.35,
-                    lr_decay=0.5, weight_decay=1e-5, init="glorot")
+    settings = dict(d_weights="half", recon_fake=False, feature_layer=3, feature_norm=True, dec_batch="joint",
+                    margin=0.35, lr_decay=0.5, weight_decay=1e-5, init="glorot")
     training_loop(tmp_path, model="vaegan", profile="smoke", epochs=1, batch=16, limit=64, log_every=2,
                   progress=False, **TINY, **settings)
     recorded = json.loads((tmp_path / "options.json").read_text())
     assert {k: recorded[k] for k in settings} == settings
+    nets, _ = load_nets(tmp_path)  # the trained run's layer-3 discriminator, rebuilt from its options
+    assert nets.dis(torch.zeros(2, 3, 64, 64))[1].shape[-1] == 16
     rows = [json.loads(line) for line in (tmp_path / "stats.jsonl").read_text().splitlines()]
     logged = set().union(*rows)
     assert {"diag/D_real", "diag/D_prior", "diag/dec_grad_feature", "diag/dec_grad_gan",
