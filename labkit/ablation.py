@@ -16,8 +16,8 @@ from labkit.runs import Run
 from labkit.train import training_loop
 
 # The settings a row may change, and the handout's value of each (the table's defaults).
-VAEGAN_SETTINGS = ("optimizer", "gamma", "g_loss", "d_weights", "recon_fake", "feature_layer", "feature_norm", "dec_batch", "margin",
-                   "lr_decay", "weight_decay", "init")
+VAEGAN_SETTINGS = ("optimizer", "gamma", "g_loss", "d_weights", "recon_fake", "feature_layer", "feature_norm",
+                   "dec_batch", "margin", "lr_decay", "weight_decay", "init")
 HANDOUT = {k: OPTIONS[k].default for k in VAEGAN_SETTINGS}
 
 ROWS = {
@@ -32,9 +32,12 @@ ROWS = {
     # The feature term's weight: at gamma 5 the GAN term pulls the decoder 4-5x harder (diagnostics, batch 32).
     "margin=0.35 + gamma=25": dict(margin=0.35, gamma=25.0),
     "margin=0.35 + gamma=100": dict(margin=0.35, gamma=100.0),
-    # A lower layer l keeps more of the face's spatial detail (16x16 at layer 3, 32x32 at layer 2). Layer 2's
-    # output is so small that, unnormalised, the KL term wins: 1 nat of code by step 50 (batch 32).
+    # Which Dis_l: normalised, and a lower layer l, which keeps more of the face's spatial detail (16x16 at
+    # layer 3, 32x32 at layer 2). Layer 2's output is so small that, unnormalised, the KL term wins: 1 nat of
+    # code by step 50 (batch 32).
+    "margin=0.35 + feature_norm": dict(margin=0.35, feature_norm=True),
     "margin=0.35 + feature_layer=3": dict(margin=0.35, feature_layer=3),
+    "margin=0.35 + feature_layer=3 + feature_norm": dict(margin=0.35, feature_layer=3, feature_norm=True),
     "margin=0.35 + feature_layer=2 + feature_norm": dict(margin=0.35, feature_layer=2, feature_norm=True),
     "lr_decay=0.1": dict(lr_decay=0.1),
     "authors' init+decay": dict(init="glorot", weight_decay=1e-5),

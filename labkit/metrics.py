@@ -134,8 +134,8 @@ def evaluate_run(run, ref, extractor, n, sets=SETS, seed=0, device="cpu"):
     g = torch.Generator().manual_seed(seed)
     images = {"prior": nets.decode(torch.randn(n, o["latent"], generator=g))}
     result = {"model": o["model"], "run": str(run), "options": {k: o.get(k) for k in (
-        "profile", "epochs", "batch", "lr", "lr_decay", "optimizer", "beta", "gamma", "g_loss", "d_weights",
-        "recon_fake", "feature_layer", "feature_norm", "dec_batch", "margin", "weight_decay", "init", "latent", "width", "limit", "seed")}}
+        "profile", "epochs", "batch", "lr", "lr_decay", "optimizer", "beta", "gamma", "g_loss", "d_weights", "recon_fake",
+        "feature_layer", "feature_norm", "dec_batch", "margin", "weight_decay", "init", "latent", "width", "limit", "seed")}}
     if nets.has_encoder:
         if "recon" in sets:
             images["recon"] = nets.decode(nets.encode(ref["held_out"]))

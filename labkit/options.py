@@ -126,7 +126,8 @@ def problem(key, value):
     if o.kind is bool:
         return None if isinstance(value, bool) else f"{key} must be true or false, got {value!r}"
     low, high = o.interval or (None, None)
-    whole = "an integer" if o.interval is None else "a positive integer" if high == math.inf else f"an integer from {low + 1} to {high}"
+    whole = ("an integer" if o.interval is None else "a positive integer" if high == math.inf
+             else f"an integer from {low + 1} to {high}")  # an int's (low, high]
     if o.kind is int and (not isinstance(value, int) or isinstance(value, bool)):
         return f"{key} must be {whole}, got {value!r}"
     if o.interval is None:
