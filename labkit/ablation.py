@@ -39,6 +39,7 @@ ROWS = {
     "margin=0.35 + feature_layer=3": dict(margin=0.35, feature_layer=3),
     "margin=0.35 + feature_layer=3 + feature_norm": dict(margin=0.35, feature_layer=3, feature_norm=True),
     "margin=0.35 + feature_layer=2 + feature_norm": dict(margin=0.35, feature_layer=2, feature_norm=True),
+    "margin=0.35 + feature_layer=1 + feature_norm": dict(margin=0.35, feature_layer=1, feature_norm=True),
     "lr_decay=0.1": dict(lr_decay=0.1),
     "authors' init+decay": dict(init="glorot", weight_decay=1e-5),
     "optimizer=adam": dict(optimizer="adam"),  # DCGAN's Adam(0.5, 0.999): cpu size, a checkerboard by epoch 2
