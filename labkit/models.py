@@ -114,8 +114,9 @@ class Nets(nn.Module):
 
     @classmethod
     def of(cls, o):
-        """The networks a run's settings describe (runs from before feature_layer used layer 4)."""
-        return cls(o["model"], o["latent"], o["width"], o["init"], o.get("feature_layer", 4))
+        """The networks a run's settings describe; runs recorded before `init` and `feature_layer` were
+        settings used the normal init and layer 4, so their weights still load."""
+        return cls(o["model"], o["latent"], o["width"], o.get("init", "normal"), o.get("feature_layer", 4))
 
     @property
     def has_encoder(self):
