@@ -122,7 +122,8 @@ def decoder_gradients(nets, losses, gamma):
     for name, term in terms.items():
         grads = torch.autograd.grad(term, params, retain_graph=True, allow_unused=True)
         out[f"diag/dec_grad_{name}"] = torch.stack([g.float().norm() for g in grads if g is not None]).norm()
-    out["diag/layer_l_norm"] = nets.dis.layer_l.weight.detach().float().norm()
+    if "llike" in losses:  # only the VAE-GAN compares Dis_l; the GAN's layer l is just a layer
+        out["diag/layer_l_norm"] = nets.dis.layer_l.weight.detach().float().norm()
     return out
 
 

@@ -171,6 +171,8 @@ def test_decoder_gradient_diagnostics_measure_each_term():
     ten = decoder_gradients(ten, forward(ten, x)[0], gamma=10.0)
     assert ten["diag/dec_grad_feature"].item() == pytest.approx(10 * one["diag/dec_grad_feature"].item(), rel=1e-4)
     assert ten["diag/dec_grad_gan"].item() == pytest.approx(one["diag/dec_grad_gan"].item(), rel=1e-4)
+    gan = make("gan")
+    assert set(decoder_gradients(gan, forward(gan, x)[0], gamma=1.0)) == {"diag/dec_grad_gan"}
 
 
 def test_every_option_is_recorded_and_diagnostics_are_logged(tmp_path):
