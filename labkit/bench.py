@@ -16,7 +16,7 @@ from labkit import data as D
 from labkit.models import Nets
 from labkit.options import PROFILES, options
 from labkit.runs import Run, provenance
-from labkit.train import make_optimizers, train_step
+from labkit.train import accelerate, make_optimizers, native_bf16, train_step
 
 SIZES = {"handout": dict(width=1.0, latent=2048),
          **{p: {k: PROFILES[p][k] for k in ("width", "latent")} for p in ("cpu", "smoke")}}
@@ -31,10 +31,7 @@ def sync(device):
 def setup(model, size, batch, device, fast):
     o = options(model=model, batch=batch, **SIZES[size])
     torch.manual_seed(0)
-    nets = Nets.of(o).to(device)
-    if fast:
-        for m in nets.children():
-            m.compile()
+    nets = accelerate(Nets.of(o).to(device), device, fast)
     return nets, make_optimizers(nets, o, device), o, torch.Generator(device).manual_seed(0)
 
 
@@ -128,7 +125,7 @@ def main(argv=None):
                 save_s, every = snapshot_seconds(model, size, device, tmp), PROFILES[PROFILE_OF[size]]["ckpt_every"]
                 base = bench(model, size, 64, device, None, images, h5, steps, warmup)
                 for batch in a.batches:
-                    for fast in ([False, True] if device.type == "cuda" else [False]):
+                    for fast in ([False, True] if native_bf16(device) else [False]):
                         if device.type == "cuda":
                             torch.cuda.reset_peak_memory_stats()
                         ips = bench(model, size, batch, device, fast, images, h5, steps, warmup)

@@ -7,6 +7,7 @@ contents those of labkit.runs.
 import contextlib
 import sys
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -25,6 +26,7 @@ MAX_ROLLBACKS = 3
 COLLAPSE_RATIO = 0.15
 LOSS_SETTINGS = ("beta", "gamma", "g_loss", "d_weights", "recon_fake", "feature_norm", "dec_batch")
 N_GRID = 64
+CPUINFO = Path("/proc/cpuinfo")  # where Linux lists the CPU's instruction sets
 
 
 class Diverged(LabkitError):
@@ -192,12 +194,37 @@ def setup(o):
     nets = Nets.of(o)
     if o["sync_bn"] and world > 1:
         nets = torch.nn.SyncBatchNorm.convert_sync_batchnorm(nets)
-    nets = nets.to(device)
+    fast = native_bf16(device) if o["fast"] is None else o["fast"]
+    nets = accelerate(nets.to(device), device, fast)
     return SimpleNamespace(
         device=device, shard=(rank, world), local=o["batch"] // world, writer=rank == 0, images=images, note=note,
         faces=D.grid_faces(train_path, N_GRID), steps_per_epoch=steps_per_epoch, total=steps_per_epoch * o["epochs"],
         nets=nets, opts=make_optimizers(nets, o, device), generator=torch.Generator(device).manual_seed(o["seed"]),
-        fast=device.type == "cuda" if o["fast"] is None else o["fast"])
+        fast=fast)
+
+
+def native_bf16(device):
+    """Whether the fast path pays on this device: on a GPU, and on a CPU with bf16 instructions
+    (AVX512-BF16 or AMX: 1.9-2.2x per step on a 2-core EPYC); elsewhere bf16 is emulated, slower."""
+    if device.type == "cuda":
+        return True
+    try:
+        flags = CPUINFO.read_text().split()
+    except OSError:  # not Linux
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def accelerate(nets, device, fast):
+    """The fast path's networks (autocast is train_step's): channels-last weights, since bf16
+    convolutions run fastest on NHWC tensors, and compiled on a GPU (on a CPU compiling gains ~5%
+    for a minute of compile time). Both in place: state_dict keys stay those of the plain modules."""
+    if fast:
+        nets.to(memory_format=torch.channels_last)
+        if device.type == "cuda":
+            for module in nets.children():
+                module.compile()
+    return nets
 
 
 def resolve_device(name):
@@ -225,9 +252,6 @@ def restore(run, o, t):
 
 def loop(run, o, t, step, progress):
     from tqdm import tqdm
-    if t.fast:
-        for module in t.nets.children():
-            module.compile()  # in place: state_dict keys stay those of the plain modules
     noise = D.fixed_noise(o["latent"]).to(t.device)
     window, order, t0 = [], None, time.time() - t.seconds
     # To the process's own stderr: the terminal of `python -m labkit train`, and under papermill

@@ -7,7 +7,9 @@ from labkit import LabkitError, data as D
 from labkit.models import Nets
 from labkit.options import options
 from labkit.runs import Run, load_checkpoint, load_nets
-from labkit.train import make_optimizers, train_step, training_loop
+from labkit import train as T
+from labkit.losses import compute_losses
+from labkit.train import accelerate, make_optimizers, native_bf16, train_step, training_loop
 
 from conftest import TINY, loss_rows
 
@@ -141,6 +143,39 @@ def test_checkpoints_load_on_the_cpu_so_the_rng_state_restores_on_any_device(tmp
     state = load_checkpoint(tmp_path)
     assert seen["map_location"] == "cpu" and state["rng"].device.type == "cpu"
     torch.Generator().set_state(state["rng"])
+
+
+@pytest.mark.parametrize("flags, native", [("fpu sse avx2", False), ("fpu avx512f avx512_bf16", True),
+                                           ("fpu amx_bf16 amx_tile", True)])
+def test_the_fast_path_is_on_by_default_only_where_bf16_is_native(tmp_path, monkeypatch, flags, native):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor : 0\nflags : {flags}\n")
+    monkeypatch.setattr(T, "CPUINFO", cpuinfo)
+    assert native_bf16(torch.device("cpu")) is native
+    monkeypatch.setattr(T, "CPUINFO", tmp_path / "absent")
+    assert native_bf16(torch.device("cpu")) is False and native_bf16(torch.device("cuda")) is True
+
+
+def test_fast_path_losses_match_fp32_and_its_weights_load_as_plain_ones(tmp_path):
+    # bf16 autocast on channels-last weights computes the same losses as fp32 up to bf16's
+    # precision, and a fast run's checkpoint rebuilds the plain (contiguous, fp32) networks.
+    o = options(model="vaegan", profile="smoke", **TINY)
+    torch.manual_seed(0)
+    plain = Nets.of(o)
+    fast = accelerate(Nets.of(o), torch.device("cpu"), True)
+    fast.load_state_dict(plain.state_dict())
+    assert fast.dis.layer_l.weight.is_contiguous(memory_format=torch.channels_last)
+    x = D.to_float(torch.from_numpy(D.synthetic_images(16, seed=5)))
+    settings = {k: o[k] for k in T.LOSS_SETTINGS}
+    exact, _ = compute_losses(plain, x, torch.Generator().manual_seed(0), **settings)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        approx, _ = compute_losses(fast, x, torch.Generator().manual_seed(0), **settings)
+    for k in ("kl", "llike", "d", "g"):
+        torch.testing.assert_close(approx[k], exact[k], rtol=0.05, atol=1e-3)
+    training_loop(tmp_path, model="vaegan", **dict(RUN, fast=True))
+    assert json.loads((tmp_path / "options.json").read_text())["fast"] is True
+    nets, _ = load_nets(tmp_path)
+    assert all(p.is_contiguous() for p in nets.parameters())
 
 
 @pytest.mark.gpu
