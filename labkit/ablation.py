@@ -126,7 +126,10 @@ def markdown(metrics):
         lines.append(f"| {name} | {change} | {r['fid_prior']:.1f} | {r['fid_recon']:.1f} | {r['mse']:.4f} | "
                      f"{r['sharpness_prior']:.0f} | {r['diversity_prior']:.2f} | {r['shared_pattern_prior']:.2f} | "
                      f"{r['train_seconds'] / 60:.1f} |")
-    lines.append(f"\nFID floor (real training faces vs held-out faces): {p['floor_fid']:.1f}; "
+    # A row's length is the profile's unless a probe shrank it (--epochs): the table says which.
+    lengths = sorted({(r["steps"], r["options"]["batch"]) for r in metrics["runs"].values()})
+    lines.append("\nTrained " + " or ".join(f"{steps:,} steps of batch {batch}" for steps, batch in lengths) + "; "
+                 f"FID floor (real training faces vs held-out faces): {p['floor_fid']:.1f}; "
                  f"{p['generated_count']} generated vs {p['reference_count']} held-out images; real faces: sharpness "
                  f"{p['sharpness_real']:.0f}, diversity 1, shared pattern 1.")
     return "\n".join(lines) + "\n"

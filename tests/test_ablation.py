@@ -63,3 +63,5 @@ def test_ablation_trains_and_evaluates_each_row_once_and_tabulates(tmp_path, mon
     monkeypatch.setitem(PROFILES["smoke"], "feature_norm", True)
     table = markdown(again)
     assert "| feature_norm (kept) | feature_norm=True |" in table and "| handout | — |" in table
+    steps = sorted({r["steps"] for r in again["runs"].values()})
+    assert len(steps) == 2 and f"Trained {steps[0]:,} steps of batch 16 or {steps[1]:,} steps of batch 16;" in table
