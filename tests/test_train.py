@@ -3,12 +3,11 @@ import json
 import pytest
 import torch
 
-from labkit import LabkitError, data as D
+from labkit import LabkitError, data as D, train as T
+from labkit.losses import compute_losses
 from labkit.models import Nets
 from labkit.options import options
 from labkit.runs import Run, load_checkpoint, load_nets
-from labkit import train as T
-from labkit.losses import compute_losses
 from labkit.train import accelerate, make_optimizers, native_bf16, train_step, training_loop
 
 from conftest import TINY, loss_rows
