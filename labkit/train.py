@@ -24,6 +24,10 @@ from labkit.runs import Run, load_checkpoint, load_weights, provenance
 MAX_ROLLBACKS = 3
 # Samples of the fixed noise this much less spread than real faces trigger the collapse warning.
 COLLAPSE_RATIO = 0.15
+# A spread below this fraction of the run's best so far triggers the breakdown warning: a GAN
+# at the cpu profile with lr_decay 0.1 fell from 0.92 to 0.51 in its last epoch, its samples
+# one red-striped face; 26 healthy cpu runs never fell below 0.78 of their best.
+BREAKDOWN_RATIO = 0.7
 LOSS_SETTINGS = ("beta", "gamma", "g_loss", "d_weights", "recon_fake", "feature_norm", "dec_batch")
 N_GRID = 64
 CPUINFO = Path("/proc/cpuinfo")  # where Linux lists the CPU's instruction sets
@@ -304,11 +308,18 @@ def maintain(run, o, t, step, row, noise, bar, snapshot):
         run.save(t.nets, t.opts, step, t.generator, o)
     if step % t.steps_per_epoch == 0:
         epoch = step // t.steps_per_epoch
-        spread = write_grid(t.nets, t.faces.to(t.device), noise, run.grids / f"epoch-{epoch:04d}.png")
+        earlier = {r["epoch"]: r["sample_diversity"] for r in run.stats() if "sample_diversity" in r}
+        grid = run.grids / f"epoch-{epoch:04d}.png"
+        spread = write_grid(t.nets, t.faces.to(t.device), noise, grid)
         run.append_stats({"step": step, "epoch": epoch, "sample_diversity": round(spread, 4)})
+        best = max(earlier, key=earlier.get, default=None)
         if spread < COLLAPSE_RATIO:
             run.log(f"warning: mode collapse? samples of different noise vectors differ {spread:.0%} "
                     f"as much as real faces do (epoch {epoch})")
+        elif best is not None and spread < BREAKDOWN_RATIO * earlier[best]:
+            run.log(f"warning: samples broke down? their spread fell to {spread:.0%} of real faces' "
+                    f"from {earlier[best]:.0%} at epoch {best} (epoch {epoch}); compare {grid.name} with "
+                    f"epoch-{best:04d}.png before using this run")
 
 
 def log_row(window, step, o, t, seconds, stop=False):

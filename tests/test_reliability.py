@@ -186,6 +186,19 @@ def test_collapse_warning_is_printed_and_logged(tmp_path, monkeypatch, capsys):
     assert "sample_diversity" in Run(tmp_path).stats()[-1]
 
 
+@pytest.mark.parametrize("spreads, warned", [((0.9, 0.8, 0.85), False), ((0.9, 0.95, 0.5), True)])
+def test_samples_breaking_down_late_are_warned_of(tmp_path, monkeypatch, capsys, spreads, warned):
+    # A spread far above the collapse bar that halves from one epoch to the next (a GAN that
+    # broke in its last epoch) is a warning too; ordinary ups and downs are not.
+    spread = iter(spreads)
+    monkeypatch.setattr(T, "write_grid", lambda *args: next(spread))
+    T.training_loop(tmp_path, progress=False, **dict(SETTINGS, epochs=3))
+    err = capsys.readouterr().err
+    assert ("warning: samples broke down?" in err) == warned
+    if warned:
+        assert "from 95% at epoch 2 (epoch 3)" in err and "epoch-0002.png" in err
+
+
 def test_dataset_larger_than_free_memory_is_refused(tmp_path, monkeypatch):
     from conftest import write_h5
     path = write_h5(tmp_path / "x.h5", D.synthetic_images(8))
