@@ -26,7 +26,7 @@ MAX_ROLLBACKS = 3
 COLLAPSE_RATIO = 0.15
 # A spread below this fraction of the run's best so far triggers the breakdown warning: a GAN
 # at the cpu profile with lr_decay 0.1 fell from 0.92 to 0.51 in its last epoch, its samples
-# one red-striped face; 26 healthy cpu runs never fell below 0.78 of their best.
+# one red-striped face; 24 other cpu runs (reports, probes, ablation rows) never fell below 0.78.
 BREAKDOWN_RATIO = 0.7
 LOSS_SETTINGS = ("beta", "gamma", "g_loss", "d_weights", "recon_fake", "feature_norm", "dec_batch")
 N_GRID = 64
