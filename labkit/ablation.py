@@ -39,6 +39,9 @@ ROWS = {
     "margin=0.35 + feature_layer=3": dict(margin=0.35, feature_layer=3),
     "margin=0.35 + feature_layer=3 + feature_norm": dict(margin=0.35, feature_layer=3, feature_norm=True),
     "margin=0.35 + feature_layer=2 + feature_norm": dict(margin=0.35, feature_layer=2, feature_norm=True),
+    # At layer 2 the GAN term still pulls the decoder 2.5x harder than the feature term (16 epochs).
+    "margin=0.35 + feature_layer=2 + feature_norm + gamma=10": dict(margin=0.35, feature_layer=2, feature_norm=True,
+                                                                   gamma=10.0),
     "margin=0.35 + feature_layer=1 + feature_norm": dict(margin=0.35, feature_layer=1, feature_norm=True),
     "lr_decay=0.1": dict(lr_decay=0.1),
     "authors' init+decay": dict(init="glorot", weight_decay=1e-5),
