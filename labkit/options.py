@@ -34,8 +34,8 @@ PROFILES = {
     # 0.026): at 8x8 the reconstructions lose identity. 16 epochs, since bf16 on CPUs that have
     # it (the fast path) halves a step: 92, 73, 0.024 against 119, 93, 0.028 at 8 epochs. gamma 10:
     # at gamma 5 the GAN term still pulled the decoder 2.5x harder than the feature term, and over
-    # three seeds at 16 epochs gamma 10 lowered pixel error in every one (1.8-2.0x the VAE's
-    # against 2.05-2.2x) and mean prior FID (96 over four runs against 99 over three).
+    # three seeds at 16 epochs gamma 10 lowered pixel error in every one (1.85-2.02x the VAE's
+    # over five runs, against 2.05-2.23x) and mean prior FID (97 over five runs against 99 over three).
     "cpu": dict(width=0.25, latent=128, epochs=16, batch=32, limit=None, log_every=25, ckpt_every=500,
                 margin=0.35, feature_layer=2, feature_norm=True, gamma=10.0,
                 eval_n=1000, n_ref=1000, eval_sets=("prior", "recon")),
