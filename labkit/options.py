@@ -32,10 +32,10 @@ PROFILES = {
     # (figures/cpu/ablation.json, 8 epochs): the authors' equilibrium rule, margin 0.35, for the
     # GAN too (137, 101, 0.033); and Dis_l from D's 2nd conv (32x32), normalised (127, 100,
     # 0.026): at 8x8 the reconstructions lose identity. 16 epochs, since bf16 on CPUs that have
-    # it (the fast path) halves a step: 92, 73, 0.024 against 119, 93, 0.028 at 8 epochs. gamma 10:
-    # at gamma 5 the GAN term still pulled the decoder 2.5x harder than the feature term, and over
-    # three seeds at 16 epochs gamma 10 lowered pixel error in every one (1.85-2.02x the VAE's
-    # over five runs, against 2.05-2.23x) and mean prior FID (97 over five runs against 99 over three).
+    # it (the fast path) halves a step: 92, 73, 0.024 against 119, 93, 0.028 at 8 epochs (gamma 5).
+    # gamma 10: at gamma 5 the GAN term still pulled the decoder 2.5x harder than the feature term;
+    # at 16 epochs gamma 10 had the lower pixel error on each of the three seeds both ran (1.85-2.02x
+    # the VAE's over five runs, against 2.05-2.23x) and the lower mean prior FID (97 against 99).
     "cpu": dict(width=0.25, latent=128, epochs=16, batch=32, limit=None, log_every=25, ckpt_every=500,
                 margin=0.35, feature_layer=2, feature_norm=True, gamma=10.0,
                 eval_n=1000, n_ref=1000, eval_sets=("prior", "recon")),
