@@ -33,7 +33,7 @@ PROFILES = {
     # GAN too (137, 101, 0.033); and Dis_l from D's 2nd conv (32x32), normalised (127, 100,
     # 0.026): at 8x8 the reconstructions lose identity. 16 epochs, since bf16 on CPUs that have
     # it (the fast path) halves a step: 92, 73, 0.024 against 119, 93, 0.028 at 8 epochs (gamma 5).
-    # 20 and 24 epochs improve the GAN and the VAE as much as the VAE-GAN (README), and 24 would
+    # 20 and 24 epochs improve the GAN and the VAE at least as much as the VAE-GAN (README); 24 would
     # take the report to ~55 of its 60 minutes.
     # gamma 10: at gamma 5 the GAN term still pulled the decoder 2.5x harder than the feature term;
     # at 16 epochs gamma 10 had the lower pixel error on each of the three seeds both ran (1.85-2.02x
