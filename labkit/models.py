@@ -153,6 +153,8 @@ MODELS = {
 }
 
 
+# The networks that make images: the ones a run's moving average (option ema) keeps.
+AVERAGED = ("enc", "dec")
 INITS = ("normal", "glorot")
 FEATURE_LAYERS = (1, 2, 3, 4)
 

@@ -4,7 +4,8 @@
     stats.jsonl     one JSON line per `log_every` steps (losses, diagnostics) and per epoch
     log.txt         what the run said, with times
     grids/          epoch-NNNN.png: fixed held-out faces reconstructed, fixed noise sampled
-    checkpoint.pt   weights, optimizer and RNG state; opens with torch.load(weights_only=True)
+    checkpoint.pt   weights (and their average, option ema), optimizer and RNG state; opens with
+                    torch.load(weights_only=True)
     .lock           held by the process training into the folder
 """
 import contextlib
@@ -20,7 +21,7 @@ from pathlib import Path
 import torch
 
 from labkit import LabkitError, data as D
-from labkit.models import MODELS, Nets
+from labkit.models import AVERAGED, MODELS, Nets
 
 
 def git_commit():
@@ -90,10 +91,11 @@ class Run:
             print(f"[labkit] {message}", file=sys.stderr, flush=True)
 
     # checkpoints
-    def save(self, nets, opts, step, generator, o):
+    def save(self, nets, opts, step, generator, o, ema=None):
         """Write to a temporary file, fsync, then rename: a crash leaves the old or the new file."""
         state = {
             "nets": nets.state_dict(),
+            **({"ema": averaged_weights(ema)} if ema is not None else {}),
             "opts": {k: v.state_dict() for k, v in opts.items()},
             "step": step,
             "rng": generator.get_state(),
@@ -150,12 +152,18 @@ def load_weights(nets, weights, source):
                           f"(check --model/--latent/--width): {' '.join(first)}") from None
 
 
+def averaged_weights(ema):
+    """The weights an average of a run keeps: those that make images (no discriminator)."""
+    return {k: v for k, v in ema.state_dict().items() if k.split(".")[0] in AVERAGED}
+
+
 def load_nets(run, device="cpu"):
-    """A trained run's networks in eval mode, and its options."""
+    """A trained run's networks in eval mode, and its options; with the averaged encoder and
+    decoder where the run kept an average (option ema)."""
     state = load_checkpoint(run)
     o = state["options"]
     nets = Nets.of(o).to(device)
-    load_weights(nets, state["nets"], run)
+    load_weights(nets, {**state["nets"], **state.get("ema", {})}, run)
     return nets.eval(), o
 
 

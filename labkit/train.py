@@ -17,13 +17,16 @@ from labkit import LabkitError, data as D, plots
 from labkit.distributed import average_gradients, distributed, local_device, mean_over_ranks
 from labkit.losses import compute_losses
 from labkit.metrics import diversity
-from labkit.models import MODELS, Nets
+from labkit.models import AVERAGED, MODELS, Nets
 from labkit.options import EQUILIBRIUM, options
 from labkit.runs import Run, load_checkpoint, load_weights, provenance
 
 MAX_ROLLBACKS = 3
 # Samples of the fixed noise this much less spread than real faces trigger the collapse warning.
 COLLAPSE_RATIO = 0.15
+# StyleGAN2-ADA's ramp-up: the average's half-life is at most this fraction of the images seen, so
+# that early grids do not show the random initialisation.
+EMA_RAMPUP = 0.05
 # A spread below this fraction of the run's best so far triggers the breakdown warning: a GAN
 # at the cpu profile with lr_decay 0.1 fell from 0.92 to 0.51 in its last epoch, its samples
 # one red-striped face; 24 other cpu runs (reports, probes, ablation rows) never fell below 0.78.
@@ -106,6 +109,20 @@ def updated(opts, losses, margin):
     if not (dis or dec):
         dis = dec = True
     return [k for k in opts if k == "enc" or (k == "dis" and dis) or (k == "dec" and dec)]
+
+
+@torch.no_grad()
+def update_ema(ema, nets, step, o):
+    """Move the average of the encoder and decoder towards the weights after `step` updates; its
+    half-life is o["ema"] kimg (ramped up, EMA_RAMPUP). BatchNorm statistics are copied, not
+    averaged."""
+    kimg = step * o["batch"] / 1000
+    beta = 0.5 ** (o["batch"] / 1000 / min(o["ema"], EMA_RAMPUP * kimg))
+    for name in AVERAGED:
+        if hasattr(nets, name):
+            average, live = getattr(ema, name), getattr(nets, name)
+            torch._foreach_lerp_(list(average.parameters()), list(live.parameters()), 1 - beta)
+            torch._foreach_copy_(list(average.buffers()), list(live.buffers()))
 
 
 def set_lr(opts, o, step, total):
@@ -200,10 +217,14 @@ def setup(o):
         nets = torch.nn.SyncBatchNorm.convert_sync_batchnorm(nets)
     fast = native_bf16(device) if o["fast"] is None else o["fast"]
     nets = accelerate(nets.to(device), device, fast)
+    ema = None
+    if o["ema"]:
+        ema = Nets.of(o).to(device).requires_grad_(False)
+        ema.load_state_dict(nets.state_dict())
     return SimpleNamespace(
         device=device, shard=(rank, world), local=o["batch"] // world, writer=rank == 0, images=images, note=note,
         faces=D.grid_faces(train_path, N_GRID), steps_per_epoch=steps_per_epoch, total=steps_per_epoch * o["epochs"],
-        nets=nets, opts=make_optimizers(nets, o, device), generator=torch.Generator(device).manual_seed(o["seed"]),
+        nets=nets, ema=ema, opts=make_optimizers(nets, o, device), generator=torch.Generator(device).manual_seed(o["seed"]),
         fast=fast)
 
 
@@ -248,6 +269,8 @@ def restore(run, o, t):
     if clash:
         raise LabkitError(f"{run.checkpoint}: cannot resume with different settings: {', '.join(clash)}")
     load_weights(t.nets, state["nets"], run.checkpoint)
+    if t.ema is not None:  # a run that kept no average starts one from the weights it resumes
+        load_weights(t.ema, {**state["nets"], **state.get("ema", {})}, run.checkpoint)
     for k, opt in t.opts.items():
         opt.load_state_dict(state["opts"][k])
     t.generator.set_state(state["rng"])
@@ -272,6 +295,8 @@ def loop(run, o, t, step, progress):
         window.append(train_step(t.nets, t.opts, x, t.generator, o, autocast=t.fast, shard=t.shard,
                                  diagnose=(step + 1) % o["log_every"] == 0))
         step += 1
+        if t.ema is not None:
+            update_ema(t.ema, t.nets, step, o)
         bar.update(1)
         if step % o["log_every"] == 0 or step % t.steps_per_epoch == 0 or is_snapshot(step, o, t):
             # The step's only host sync: losses are checked before any checkpoint is written,
@@ -305,12 +330,12 @@ def maintain(run, o, t, step, row, noise, bar, snapshot):
     run.append_stats(row)
     bar.set_postfix({k[5:]: f"{v:.3g}" for k, v in row.items() if k.startswith("loss/")})
     if snapshot:
-        run.save(t.nets, t.opts, step, t.generator, o)
+        run.save(t.nets, t.opts, step, t.generator, o, t.ema)
     if step % t.steps_per_epoch == 0:
         epoch = step // t.steps_per_epoch
         earlier = {r["epoch"]: r["sample_diversity"] for r in run.stats() if "sample_diversity" in r}
         grid = run.grids / f"epoch-{epoch:04d}.png"
-        spread = write_grid(t.nets, t.faces.to(t.device), noise, grid)
+        spread = write_grid(t.nets if t.ema is None else t.ema, t.faces.to(t.device), noise, grid)
         run.append_stats({"step": step, "epoch": epoch, "sample_diversity": round(spread, 4)})
         best = max(earlier, key=earlier.get, default=None)
         if spread < COLLAPSE_RATIO:

@@ -8,7 +8,7 @@ from labkit.losses import compute_losses
 from labkit.models import Nets
 from labkit.options import options
 from labkit.runs import Run, load_checkpoint, load_nets
-from labkit.train import accelerate, make_optimizers, native_bf16, train_step, training_loop
+from labkit.train import accelerate, make_optimizers, native_bf16, train_step, training_loop, update_ema
 
 from conftest import TINY, loss_rows
 
@@ -89,6 +89,41 @@ def test_resume_continues_the_same_loss_curve(tmp_path, model):
     training_loop(tmp_path / "resumed", model=model, **dict(RUN, epochs=1))
     training_loop(tmp_path / "resumed", model=model, resume=True, **dict(RUN, epochs=3))
     assert loss_rows(tmp_path / "resumed") == loss_rows(tmp_path / "straight")
+
+
+def test_the_average_moves_by_its_half_life_and_only_where_images_are_made():
+    live, ema = Nets("vaegan", **TINY), Nets("vaegan", **TINY)
+    for net, value in ((live, 1.0), (ema, 0.0)):
+        for p in net.parameters():
+            p.data.fill_(value)
+    live.dec.deconvs[0][1].running_mean.fill_(3.0)
+    # 500 images per step, half-life 1 kimg, past the ramp-up: each step keeps 2^-0.5 of the average.
+    update_ema(ema, live, 1000, dict(batch=500, ema=1.0))
+    for name, value in (("enc", 1 - 0.5 ** 0.5), ("dec", 1 - 0.5 ** 0.5), ("dis", 0.0)):
+        for p in getattr(ema, name).parameters():
+            torch.testing.assert_close(p, torch.full_like(p, value))
+    assert (ema.dec.deconvs[0][1].running_mean == 3.0).all()  # BatchNorm statistics are copied
+    # In the ramp-up (10 kimg seen, 5%: half-life 0.5 kimg) the same step keeps 2^-1.
+    update_ema(ema, live, 20, dict(batch=500, ema=1.0))
+    torch.testing.assert_close(next(ema.dec.parameters()), torch.full_like(next(ema.dec.parameters()), 1 - 0.5 ** 1.5))
+
+
+@pytest.mark.parametrize("model", ["gan", "vaegan"])
+def test_a_run_with_an_average_is_evaluated_with_it_and_resumes_it_exactly(tmp_path, model):
+    training_loop(tmp_path / "straight", model=model, ema=0.05, **dict(RUN, epochs=3))
+    training_loop(tmp_path / "resumed", model=model, ema=0.05, **dict(RUN, epochs=1))
+    training_loop(tmp_path / "resumed", model=model, ema=0.05, resume=True, **dict(RUN, epochs=3))
+    state = load_checkpoint(tmp_path / "straight")
+    averaged, _ = load_nets(tmp_path / "straight")
+    for k, v in averaged.state_dict().items():
+        kept = state["ema"] if k.split(".")[0] in ("enc", "dec") else state["nets"]
+        torch.testing.assert_close(v, kept[k], rtol=0, atol=0)
+    assert set(state["ema"]) == {k for k in state["nets"] if not k.startswith("dis.")}
+    assert not torch.equal(state["ema"]["dec.fc.0.weight"], state["nets"]["dec.fc.0.weight"])
+    resumed = load_checkpoint(tmp_path / "resumed")["ema"]
+    assert all(torch.equal(resumed[k], v) for k, v in state["ema"].items())
+    training_loop(tmp_path / "plain", model=model, **RUN)
+    assert "ema" not in load_checkpoint(tmp_path / "plain")
 
 
 def test_a_time_limit_stops_with_a_checkpoint_and_resume_finishes_the_same_run(tmp_path):
