@@ -218,7 +218,7 @@ def setup(o):
     fast = native_bf16(device) if o["fast"] is None else o["fast"]
     nets = accelerate(nets.to(device), device, fast)
     ema = None
-    if o["ema"]:
+    if o["ema"]:  # whole networks, so grids draw from it as from the live ones; its D never moves
         ema = Nets.of(o).to(device).requires_grad_(False)
         ema.load_state_dict(nets.state_dict())
     return SimpleNamespace(
