@@ -40,8 +40,8 @@ PROFILES = {
     # the VAE's over five runs, against 2.05-2.23x) and the lower mean prior FID (97 against 99).
     # ema 10 kimg (StyleGAN2-ADA's at batch 32; by the ramp-up 6.4 kimg at the end of 128 kimg), all
     # three models: figures and metrics from the averaged weights lose the last steps' colour noise;
-    # prior FID at 16 epochs, seeds 1 and 2: GAN 113.4 -> 108.2 and 103.6 -> 98.2, VAE-GAN 93.4 -> 92.8
-    # and 97.4 -> 90.2 (README).
+    # prior FID at 16 epochs, seeds 1-3: GAN 113.4 -> 108.2, 103.6 -> 98.2, 99.0 -> 86.6; VAE-GAN
+    # 93.4 -> 92.8, 97.4 -> 90.2, 99.3 -> 90.3 (README).
     "cpu": dict(width=0.25, latent=128, epochs=16, batch=32, limit=None, log_every=25, ckpt_every=500,
                 margin=0.35, feature_layer=2, feature_norm=True, gamma=10.0, ema=10.0,
                 eval_n=1000, n_ref=1000, eval_sets=("prior", "recon")),
