@@ -11,12 +11,12 @@ from pathlib import Path
 
 from labkit import LabkitError
 from labkit.metrics import evaluate
-from labkit.options import OPTIONS, PROFILES, evaluation
+from labkit.options import OPTIONS, evaluation, profile_settings
 from labkit.runs import Run
 from labkit.train import training_loop
 
 # The settings a row may change, and the handout's value of each (the table's defaults).
-VAEGAN_SETTINGS = ("optimizer", "gamma", "g_loss", "d_weights", "recon_fake", "feature_layer", "feature_norm",
+VAEGAN_SETTINGS = ("optimizer", "beta", "gamma", "g_loss", "d_weights", "recon_fake", "feature_layer", "feature_norm",
                    "dec_batch", "margin", "lr_decay", "weight_decay", "init")
 HANDOUT = {k: OPTIONS[k].default for k in VAEGAN_SETTINGS}
 
@@ -42,6 +42,9 @@ ROWS = {
     # At layer 2 the GAN term still pulls the decoder 2.5x harder than the feature term (16 epochs).
     "margin=0.35 + feature_layer=2 + feature_norm + gamma=10": dict(margin=0.35, feature_layer=2, feature_norm=True,
                                                                    gamma=10.0),
+    # The KL is divided by Dis_l's element count, 8x larger at layer 2 than at layer 4: beta 8 restores its weight.
+    "margin=0.35 + feature_layer=2 + feature_norm + gamma=10 + beta=8": dict(margin=0.35, feature_layer=2,
+                                                                            feature_norm=True, gamma=10.0, beta=8.0),
     "margin=0.35 + feature_layer=1 + feature_norm": dict(margin=0.35, feature_layer=1, feature_norm=True),
     "lr_decay=0.1": dict(lr_decay=0.1),
     "authors' init+decay": dict(init="glorot", weight_decay=1e-5),
@@ -51,7 +54,7 @@ ROWS = {
 
 def kept(profile):
     """The VAE-GAN settings a profile uses where they are not the handout's."""
-    return {k: v for k, v in PROFILES[profile].items() if k in HANDOUT and v != HANDOUT[k]}
+    return {k: v for k, v in profile_settings(profile, "vaegan").items() if k in HANDOUT and v != HANDOUT[k]}
 
 
 def rows(profile):

@@ -14,6 +14,7 @@ def test_each_row_changes_the_handout_and_kept_is_added_only_when_new(monkeypatc
     assert all(set(change) <= set(HANDOUT) and all(HANDOUT[k] != v for k, v in change.items())
                for change in ROWS.values())
     assert kept("smoke") == {} and "kept" not in rows("smoke")
+    assert kept("cpu")["beta"] == 8.0 and "kept" not in rows("cpu")  # the VAE-GAN's own setting, and a row
     monkeypatch.setitem(PROFILES["smoke"], "d_weights", "half")
     assert kept("smoke") == {"d_weights": "half"}
     assert "kept" not in rows("smoke")  # the same as the row d_weights=half: trained once

@@ -8,7 +8,7 @@ import torch
 from labkit import LabkitError
 from labkit.__main__ import main
 from labkit.losses import compute_losses, discriminator_loss
-from labkit.models import Nets
+from labkit.models import MODELS, Nets
 from labkit.options import OPTIONS, PROFILES, describe, evaluation, options
 from labkit.runs import load_nets
 from labkit.train import decoder_gradients, make_optimizers, set_lr, train_step, training_loop, updated
@@ -42,6 +42,17 @@ def test_profiles_set_sizes_and_callers_override_them(tmp_path):
     assert options(profile="smoke", data=tmp_path)["data"] == str(tmp_path)  # JSON-ready
     with pytest.raises(LabkitError, match="unknown setting colour"):
         options(colour="red")
+
+
+def test_a_profile_may_set_one_model_apart():
+    # cpu: the VAE-GAN's KL weight is 8, the VAE keeps the handout's beta-VAE weight 1.
+    assert options(model="vaegan", profile="cpu")["beta"] == 8.0
+    assert options(model="vae", profile="cpu")["beta"] == options(model="gan", profile="cpu")["beta"] == 1.0
+    assert options(model="vaegan", profile="cpu", beta=2.0)["beta"] == 2.0  # the caller's still wins
+    assert options(profile="cpu")["beta"] == 8.0  # the default model is the VAE-GAN
+    for settings in PROFILES.values():
+        for model, own in settings.get("per_model", {}).items():
+            assert model in MODELS and set(own) <= set(OPTIONS), model
 
 
 def test_cli_flags_come_from_the_table(capsys):
