@@ -190,6 +190,6 @@ def describe(o, keys):
     value is not the handout's (the full profile's)."""
     rows = ["| setting | value | meaning |", "|---|---|---|"]
     for key in keys:
-        value, handout = o[key], PROFILES["full"].get(key, OPTIONS[key].default)
+        value, handout = o[key], profile_settings("full", o["model"]).get(key, OPTIONS[key].default)
         rows.append(f"| `{key}` | {f'**{value}**' if value != handout else value} | {OPTIONS[key].help} |")
     return "\n".join(rows)

@@ -67,6 +67,8 @@ def test_cli_flags_come_from_the_table(capsys):
 def test_describe_marks_settings_that_are_not_the_handouts():
     text = describe(options(profile="smoke", gamma=5.0, d_weights="half"), ["gamma", "d_weights", "width"])
     assert "| `gamma` | 5.0 |" in text and "| `d_weights` | **half** |" in text and "| `width` | **0.125** |" in text
+    assert "| `beta` | **8.0** |" in describe(options(model="vaegan", profile="cpu"), ["beta"])
+    assert "| `beta` | 1.0 |" in describe(options(model="vae", profile="cpu"), ["beta"])
 
 
 @pytest.mark.parametrize("bad, message", [
