@@ -71,6 +71,8 @@ def test_smoke_report_end_to_end(tmp_path):
         nb = json.loads((tmp_path / f"{name}.ipynb").read_text())
         errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o["output_type"] == "error"]
         assert not errors, name
+    intro = (tmp_path / "00_introduction.ipynb").read_text()
+    assert intro.count("| `beta` |") == 2  # the VAE-GAN's settings table and the VAE's (hw2): each its own beta
     demo = (tmp_path / "05_demo.ipynb").read_text()
     assert "sliders respond" in demo
 
