@@ -41,7 +41,7 @@ def write_h5(path, images, key="images"):
 # What the report pipeline writes into its figures folder (attributes.png too, with CelebA's attributes).
 FIGURES = {"data_faces.png", "loss_vae.png", "loss_gan.png", "loss_vaegan.png", "reconstructions.png",
            "samples.png", "loss_curves.png", "interpolation.png", "zoom_recon_eyes.png", "zoom_recon_hair.png",
-           "zoom_samples.png", "demo_directions.png", "diagnostics_gan.png", "diagnostics_vaegan.png"}
+           "zoom_samples.png", "learned_metric.png", "demo_directions.png", "diagnostics_gan.png", "diagnostics_vaegan.png"}
 
 
 def tiny_extractor():
