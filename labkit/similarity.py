@@ -12,24 +12,38 @@ from labkit.data import to_float, to_uint8
 from labkit.losses import feature_llike
 
 
-def _blur(x, sigma=2.0):
-    k = torch.exp(-torch.arange(-6, 7, dtype=x.dtype, device=x.device).square() / (2 * sigma ** 2))
-    k = k / k.sum()
-    kernel = (k[:, None] * k[None]).expand(x.shape[1], 1, 13, 13)
-    return F.conv2d(F.pad(x, (6, 6, 6, 6), mode="reflect"), kernel, groups=x.shape[1])
+SIGMAS = (1, 1.5, 2, 3, 4, 6, 8, 12, 16)  # the blurs to choose from, in pixels
+
+
+def _gaussian_blur(x, sigma):
+    r = min(int(3 * sigma), x.shape[-1] - 1)  # reflect padding needs r below the image size
+    k = torch.exp(-torch.arange(-r, r + 1, dtype=x.dtype, device=x.device).square() / (2 * sigma ** 2))
+    k, c = k / k.sum(), x.shape[1]
+    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="reflect"), k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(F.pad(x, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
+def _blur_change(x, mse):
+    """For each face, the change made by the lightest blur of SIGMAS that costs at least `mse`
+    (the strongest if none does): scaled down to `mse` it stays a blur, where scaling a light
+    blur up would sharpen the face's edges into ghosts."""
+    changes = torch.stack([_gaussian_blur(x, s) - x for s in SIGMAS])
+    reach = (changes / 2).square().mean((2, 3, 4)) >= mse
+    pick = torch.where(reach.any(0), reach.float().argmax(0), len(SIGMAS) - 1)
+    return changes[pick, torch.arange(len(x))]
 
 
 def perturbations(images_u8, mse=0.01, seed=0):
     """Four changes to uint8 faces, each scaled to pixel MSE `mse` (on the [0, 1] scale, before
     clipping): one colour offset over the whole face, smooth colour blotches (16-pixel scale), a
-    Gaussian blur and per-pixel noise. Returns {name: uint8 images}."""
+    Gaussian blur (mixed back with the face) and per-pixel noise. Returns {name: uint8 images}."""
     x = to_float(images_u8)
     g = torch.Generator().manual_seed(seed)
     n, c, h, w = x.shape
     smooth = F.interpolate(F.avg_pool2d(torch.randn(n, c, h, w, generator=g), 16), size=(h, w), mode="bilinear")
     changes = {"colour shift": torch.randn(n, c, 1, 1, generator=g).expand_as(x),
                "colour blotches": smooth,
-               "blur": _blur(x) - x,
+               "blur": _blur_change(x, mse),
                "pixel noise": torch.randn(n, c, h, w, generator=g)}
     # On [-1, 1] a change d costs (d / 2)^2 per element on the [0, 1] scale.
     scaled = {k: d * (mse / (d / 2).square().mean((1, 2, 3), keepdim=True).clamp_min(1e-12)).sqrt()

@@ -3,6 +3,7 @@ import torch
 
 from labkit import data as D
 from labkit.losses import feature_llike
+from labkit.metrics import sharpness
 from labkit.models import Nets
 from labkit.similarity import charges, markdown, perturbations
 
@@ -20,6 +21,12 @@ def test_each_change_costs_the_asked_pixel_error_and_is_repeatable():
         assert 0.006 < mse < 0.0105, name  # below 0.01 only where clipping to [0, 255] cuts a change
     assert all(torch.equal(a, b) for a, b in zip(changed.values(), perturbations(FACES, mse=0.01).values()))
     assert not torch.equal(changed["pixel noise"], perturbations(FACES, mse=0.01, seed=1)["pixel noise"])
+
+
+def test_the_blur_softens_every_face_and_never_sharpens_one():
+    blurred = perturbations(FACES)["blur"]
+    for face, soft in zip(FACES, blurred):
+        assert sharpness(soft[None]) < 0.5 * sharpness(face[None])
 
 
 def test_a_colour_shift_moves_every_pixel_of_a_face_by_the_same_amount():
