@@ -34,19 +34,21 @@ PROFILES = {
     # GAN too (137, 101, 0.033); and Dis_l from D's 2nd conv (32x32), normalised (127, 100,
     # 0.026): at 8x8 the reconstructions lose identity. 16 epochs, since bf16 on CPUs that have
     # it (the fast path) halves a step: 92, 73, 0.024 against 119, 93, 0.028 at 8 epochs (gamma 5).
-    # 20 and 24 epochs improve the GAN and the VAE at least as much as the VAE-GAN (README); 24 would
-    # take the report to ~55 of its 60 minutes.
+    # Trained on to 20 and 24 epochs, all three improve and by 24 the GAN overtakes the VAE-GAN
+    # (71.7 against 73.2 prior FID) with no face of the reconstruction grid regained
+    # (figures/cpu/README.md).
     # gamma 10: at gamma 5 the GAN term still pulled the decoder 2.5x harder than the feature term;
     # at 16 epochs gamma 10 had the lower pixel error on each of the three seeds both ran (1.85-2.02x
     # the VAE's over five runs, against 2.05-2.23x) and the lower mean prior FID (97 against 99).
     # ema 10 kimg (StyleGAN2-ADA's at batch 32; by the ramp-up 6.4 kimg at the end of 128 kimg), all
     # three models: figures and metrics from the averaged weights lose the last steps' colour noise;
     # prior FID at 16 epochs, seeds 1-3: GAN 113.4 -> 108.2, 103.6 -> 98.2, 99.0 -> 86.6; VAE-GAN
-    # 93.4 -> 92.8, 97.4 -> 90.2, 99.3 -> 90.3 (README).
+    # 93.4 -> 92.8, 97.4 -> 90.2, 99.3 -> 90.3 (figures/cpu/README.md).
     # The VAE-GAN's beta 8 (the VAE keeps the handout's 1): the KL is divided by Dis_l's element
     # count, 8x larger at layer 2 than at the authors' layer 4, so beta 8 gives it the weight it
     # had there. Prior FID at 16 epochs: the report (seed 0) 91.6 -> 81.7, seeds 1-3 92.8 -> 83.5,
-    # 90.2 -> 88.5, 90.3 -> 80.7, each below the same seed's GAN; pixel MSE 1.6-2.0x the VAE's (README).
+    # 90.2 -> 88.5, 90.3 -> 80.7, each below the same seed's GAN; pixel MSE 1.6-2.0x the VAE's
+    # (figures/cpu/README.md).
     "cpu": dict(width=0.25, latent=128, epochs=16, batch=32, limit=None, log_every=25, ckpt_every=500,
                 margin=0.35, feature_layer=2, feature_norm=True, gamma=10.0, ema=10.0,
                 eval_n=1000, n_ref=1000, eval_sets=("prior", "recon"), per_model={"vaegan": dict(beta=8.0)}),
