@@ -119,17 +119,16 @@ def same_protocol(a, b):
 
 
 def markdown(metrics):
-    """One row per setting: what changed (and which the profile keeps), FIDs beside the floor, fidelity,
-    sharpness, collapse, time."""
+    """One row per setting, named for its change from the handout (and marked where the profile
+    keeps it): FIDs beside the floor, fidelity, sharpness, collapse, time."""
     p = metrics["protocol"]
-    lines = ["| row | change from the handout | FID prior | FID recon | pixel MSE | sharpness samples | "
+    lines = ["| change from the handout | FID prior | FID recon | pixel MSE | sharpness samples | "
              "diversity | shared pattern | training minutes |",
-             # pandoc sizes the PDF's columns by these dashes: room for the rows' names and changes
-             "|" + "|".join("-" * w for w in (14, 14, 5, 5, 6, 6, 6, 6, 6)) + "|"]
+             # pandoc sizes the PDF's columns by these dashes: room for the rows' names
+             "|" + "|".join("-" * w for w in (22, 5, 5, 6, 6, 6, 6, 6)) + "|"]
     for name, r in metrics["runs"].items():
-        change = ", ".join(f"{k}={v}" for k, v in r["change"].items()) or "—"
         name += " (kept)" if r["change"] and r["change"] == kept(r["options"]["profile"]) else ""
-        lines.append(f"| {name} | {change} | {r['fid_prior']:.1f} | {r['fid_recon']:.1f} | {r['mse']:.4f} | "
+        lines.append(f"| {name} | {r['fid_prior']:.1f} | {r['fid_recon']:.1f} | {r['mse']:.4f} | "
                      f"{r['sharpness_prior']:.0f} | {r['diversity_prior']:.2f} | {r['shared_pattern_prior']:.2f} | "
                      f"{r['train_seconds'] / 60:.1f} |")
     # A row's length is the profile's unless a probe shrank it (--epochs): the table says which.
