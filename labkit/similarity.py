@@ -68,9 +68,10 @@ def charges(nets, images_u8, changed, normalized, batch=100):
             for name, y in changed.items()}
 
 
-def markdown(rows, baseline="blur"):
-    """The table of `charges`, with each change's L_llike per unit of pixel MSE against `baseline`'s."""
+def markdown(rows):
+    """The table of `charges` (with a "blur" row), each change's L_llike per unit of pixel MSE
+    against the blur's."""
     rate = {k: r["llike"] / max(r["mse"], 1e-12) for k, r in rows.items()}
     lines = ["| change | pixel MSE | L_llike | L_llike per pixel MSE (blur = 1) |", "|---|---|---|---|"]
-    lines += [f"| {k} | {r['mse']:.4f} | {r['llike']:.3f} | {rate[k] / rate[baseline]:.2f} |" for k, r in rows.items()]
+    lines += [f"| {k} | {r['mse']:.4f} | {r['llike']:.3f} | {rate[k] / rate['blur']:.2f} |" for k, r in rows.items()]
     return "\n".join(lines)
