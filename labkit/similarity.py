@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from labkit.data import to_float, to_uint8
 from labkit.losses import feature_llike
+from labkit.metrics import features
 
 
 SIGMAS = (1, 1.5, 2, 3, 4, 6, 8, 12, 16)  # the blurs to choose from, in pixels
@@ -57,14 +58,10 @@ def charges(nets, images_u8, changed, normalized, batch=100):
     trained it) between real faces and each set of changed ones ({name: uint8 images}, same order).
     Returns {name: {"mse": ..., "llike": ...}}."""
     dev = next(nets.dis.parameters()).device
-
-    def features(u8):
-        return torch.cat([nets.dis.features(to_float(u8[i:i + batch].to(dev))).float().cpu()
-                          for i in range(0, len(u8), batch)])
-
-    real = features(images_u8)
+    dis_l = lambda u8: nets.dis.features(to_float(u8.to(dev)))
+    real = features(dis_l, images_u8, batch)
     return {name: {"mse": F.mse_loss(y.float() / 255, images_u8.float() / 255).item(),
-                   "llike": feature_llike(real, features(y), normalized).item()}
+                   "llike": feature_llike(real, features(dis_l, y, batch), normalized).item()}
             for name, y in changed.items()}
 
 
