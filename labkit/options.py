@@ -27,7 +27,9 @@ PROFILES = {
                   eval_n=64, n_ref=64),
     # cpu: the handout's tables at width 1/4 on all 8,000 training faces, with the VAE-GAN
     # settings the ablation keeps; the three trainings and their evaluation fit in an hour on
-    # a 2-core laptop (labkit/ablation.py). Batch 32: at batch 64 (half the updates) the VAE-GAN
+    # a 2-core laptop (labkit/ablation.py). Width 1/2 scores better (prior FID VAE-GAN 67.5, GAN
+    # 63.5, VAE 151.1) but trains 2.5-3.4x as long, about an hour for the report, and puts the GAN
+    # ahead (figures/cpu/README.md). Batch 32: at batch 64 (half the updates) the VAE-GAN
     # was limited by its number of updates (prior FID 203 at batch 64, 137 at batch 32, 8 epochs).
     # Kept, against the handout's prior FID 184, reconstruction FID 120 and pixel MSE 0.044
     # (figures/cpu/ablation.json, 8 epochs): the authors' equilibrium rule, margin 0.35, for the
