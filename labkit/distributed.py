@@ -15,6 +15,14 @@ def distributed():
     return dist.get_rank(), world
 
 
+def leave(world):
+    """Leave the process group at the end of a run. Left to interpreter exit, gloo's worker
+    threads can abort the process ("terminate called without an active exception", SIGABRT)
+    after training has finished, failing the whole torchrun."""
+    if world > 1 and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def local_device(device, world):
     """Under torchrun on GPUs, each process takes the GPU of its local rank."""
     if device.type == "cuda" and world > 1:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from labkit import LabkitError, data as D, plots
-from labkit.distributed import average_gradients, distributed, local_device, mean_over_ranks
+from labkit.distributed import average_gradients, distributed, leave, local_device, mean_over_ranks
 from labkit.losses import compute_losses
 from labkit.metrics import diversity
 from labkit.models import AVERAGED, MODELS, Nets
@@ -161,12 +161,12 @@ def training_loop(run_dir, resume=False, progress=True, time_limit=None, **setti
     deadline = None if time_limit is None else time.time() + time_limit
     run = Run(run_dir)
     run.path.mkdir(parents=True, exist_ok=True)
-    rank, _ = distributed()
+    rank, world = distributed()
     # Under torchrun only rank 0 writes into the run folder, so only it takes the lock.
     with run.lock() if rank == 0 else contextlib.nullcontext():
         for rollback in range(MAX_ROLLBACKS + 1):
             try:
-                return _train(run, o, resume, progress, deadline)
+                path = _train(run, o, resume, progress, deadline)
             except Diverged as e:
                 if o["on_nan"] != "rollback" or rollback == MAX_ROLLBACKS or not run.checkpoint.is_file():
                     raise
@@ -174,6 +174,10 @@ def training_loop(run_dir, resume=False, progress=True, time_limit=None, **setti
                 resume = True
                 run.log(str(e))
                 run.log(f"rolling back to the last checkpoint with lr {o['lr']:g}")
+            else:
+                # Only after success: leaving while another rank waits in a collective would hang it.
+                leave(world)
+                return path
 
 
 def _train(run, o, resume, progress, deadline=None):
