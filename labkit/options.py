@@ -102,6 +102,7 @@ OPTIONS = dict(
     lr_decay     = Option(1.0, "the learning rate falls exponentially to lr * lr_decay at the last step (1: constant)", float, interval=(0, 1)),
     weight_decay = Option(0.0, "weight decay on every weight (the authors: 1e-5)", float, interval=(0, 1), low_open=False),
     ema          = Option(0.0, "half-life in kimg (at most 5 per cent of the images seen) of the average of the encoder's and decoder's weights that figures and metrics use (0: the last weights, as the handout)", float, interval=(0, 1e4), low_open=False),
+    augment      = Option(False, "jitter each training batch as the authors jittered their faces: moved up to a few pixels, gamma, contrast and hue (labkit/augment.py)", bool),
     init         = Option("normal", "weights: normal N(0, 0.02) (DCGAN) or glorot (the authors' deeppy)", choices=INITS),
     latent       = _positive("size of the latent code (handout: 2048)", 2048),
     width        = Option(1.0, "channel multiplier (1: the handout's tables)", float, interval=(0, 4)),

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from labkit import LabkitError, data as D, plots
+from labkit.augment import augment
 from labkit.distributed import average_gradients, distributed, leave, local_device, mean_over_ranks
 from labkit.losses import compute_losses
 from labkit.metrics import diversity
@@ -295,6 +296,8 @@ def loop(run, o, t, step, progress):
             order = D.epoch_order(len(t.images), epoch, o["seed"]).to(t.device)
         start = i * o["batch"] + t.shard[0] * t.local
         x = D.to_float(t.images[order[start:start + t.local]])
+        if o["augment"]:
+            x = augment(x, t.generator, t.shard)
         set_lr(t.opts, o, step, t.total)
         window.append(train_step(t.nets, t.opts, x, t.generator, o, autocast=t.fast, shard=t.shard,
                                  diagnose=(step + 1) % o["log_every"] == 0))

@@ -223,3 +223,11 @@ def test_resume_on_cuda_continues_the_same_loss_curve(tmp_path):
     assert [r["step"] for r in a] == [r["step"] for r in b]
     for x, y in zip(a, b):  # cuDNN may pick other kernels after a restart: equal to float noise
         assert all(abs(x[k] - y[k]) <= 1e-3 * max(1, abs(x[k])) for k in x if k.startswith("loss/")), (x, y)
+
+
+def test_an_augmented_run_resumes_exactly_and_trains_on_other_images(tmp_path):
+    training_loop(tmp_path / "straight", model="vaegan", augment=True, **dict(RUN, epochs=3))
+    training_loop(tmp_path / "resumed", model="vaegan", augment=True, **dict(RUN, epochs=1))
+    training_loop(tmp_path / "resumed", model="vaegan", augment=True, resume=True, **dict(RUN, epochs=3))
+    training_loop(tmp_path / "plain", model="vaegan", **dict(RUN, epochs=3))
+    assert loss_rows(tmp_path / "resumed") == loss_rows(tmp_path / "straight") != loss_rows(tmp_path / "plain")
