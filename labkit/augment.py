@@ -29,6 +29,7 @@ def log_normal_power(z, sigma):
 
 
 def rgb_to_hsv(rgb):
+    """(n, 3, h, w) RGB in [0, 1] -> hue (a fraction of the circle), saturation, value."""
     r, g, b = rgb.unbind(1)
     v, argmax = rgb.max(1)
     chroma = v - rgb.min(1).values
@@ -42,21 +43,21 @@ def rgb_to_hsv(rgb):
 def hsv_to_rgb(hsv):
     h, s, v = hsv.unbind(1)
     k = (torch.tensor([5.0, 3.0, 1.0], device=hsv.device)[None, :, None, None] + 6 * h[:, None]) % 6
-    return v[:, None] - v[:, None] * s[:, None] * (torch.minimum(k, 4 - k).clamp(0, 1))
+    return v[:, None] - v[:, None] * s[:, None] * torch.minimum(k, 4 - k).clamp(0, 1)
 
 
 def augment(x, generator, shard=(0, 1)):
     """x in [-1, 1], (n, 3, h, w) -> the same faces jittered as the authors jittered theirs."""
     n, _, height, _ = x.shape
-    z = noise(n, 5, x.float(), generator, shard).unbind(1)
+    z = noise(n, 5, x.float(), generator, shard)
     # affine_grid works in [-1, 1] coordinates, 2 / height per pixel; whole-pixel moves sampled
     # at pixel centres copy pixels exactly.
-    shift = torch.stack([z[0], z[1]], 1).mul(TRANSLATION * height / CROP).round() * (2 / height)
+    shift = z[:, :2].mul(TRANSLATION * height / CROP).round() * (2 / height)
     theta = torch.cat([torch.eye(2, device=x.device).expand(n, 2, 2), -shift[:, :, None]], 2)
     grid = F.affine_grid(theta, (n, 3, height, height), align_corners=False)
     img = F.grid_sample(x.float().add(1).div(2), grid, mode="nearest", padding_mode="border", align_corners=False)
-    img = img.clamp(0, 1) ** log_normal_power(z[2], GAMMA)[:, None, None, None]
+    img = img.clamp(0, 1) ** log_normal_power(z[:, 2], GAMMA)[:, None, None, None]
     h, s, v = rgb_to_hsv(img).unbind(1)
-    contrast = log_normal_power(z[3], CONTRAST)[:, None, None]
-    img = hsv_to_rgb(torch.stack([(h + HUE * z[4][:, None, None]) % 1, s ** contrast, v ** contrast], 1))
+    contrast = log_normal_power(z[:, 3], CONTRAST)[:, None, None]
+    img = hsv_to_rgb(torch.stack([(h + HUE * z[:, 4, None, None]) % 1, s ** contrast, v ** contrast], 1))
     return img.mul(2).sub(1).to(x.dtype)
