@@ -114,7 +114,7 @@ def report_from(results, build="build/from"):
     record = json.loads((build / "report.json").read_text())
     figures = figures_dir(record["facts"]["profile"], build)
     if figures != build / "figures":
-            shutil.copytree(build / "figures", figures, dirs_exist_ok=True)
+        shutil.copytree(build / "figures", figures, dirs_exist_ok=True)
     record["figures"] = str(figures)
     (build / "report.json").write_text(json.dumps(record, indent=2))
     return export(build)
