@@ -126,6 +126,14 @@ def test_a_run_with_an_average_is_evaluated_with_it_and_resumes_it_exactly(tmp_p
     assert "ema" not in load_checkpoint(tmp_path / "plain")
 
 
+def test_an_augmented_run_resumes_exactly_and_trains_on_other_images(tmp_path):
+    training_loop(tmp_path / "straight", model="vaegan", augment=True, **dict(RUN, epochs=3))
+    training_loop(tmp_path / "resumed", model="vaegan", augment=True, **dict(RUN, epochs=1))
+    training_loop(tmp_path / "resumed", model="vaegan", augment=True, resume=True, **dict(RUN, epochs=3))
+    training_loop(tmp_path / "plain", model="vaegan", **dict(RUN, epochs=3))
+    assert loss_rows(tmp_path / "resumed") == loss_rows(tmp_path / "straight") != loss_rows(tmp_path / "plain")
+
+
 def test_a_time_limit_stops_with_a_checkpoint_and_resume_finishes_the_same_run(tmp_path):
     training_loop(tmp_path / "straight", model="vaegan", **RUN)
     training_loop(tmp_path / "cut", model="vaegan", time_limit=0, **RUN)  # stops at the first logged step
@@ -214,8 +222,9 @@ def test_fast_path_losses_match_fp32_and_its_weights_load_as_plain_ones(tmp_path
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_resume_on_cuda_continues_the_same_loss_curve(tmp_path):
-    cuda = dict(RUN, device="cuda", fast=False)
+@pytest.mark.parametrize("augment", [False, True])  # the jitter draws from the run's CUDA generator
+def test_resume_on_cuda_continues_the_same_loss_curve(tmp_path, augment):
+    cuda = dict(RUN, device="cuda", fast=False, augment=augment)
     training_loop(tmp_path / "straight", model="vaegan", **dict(cuda, epochs=3))
     training_loop(tmp_path / "resumed", model="vaegan", **dict(cuda, epochs=1))
     training_loop(tmp_path / "resumed", model="vaegan", resume=True, **dict(cuda, epochs=3))
@@ -223,11 +232,3 @@ def test_resume_on_cuda_continues_the_same_loss_curve(tmp_path):
     assert [r["step"] for r in a] == [r["step"] for r in b]
     for x, y in zip(a, b):  # cuDNN may pick other kernels after a restart: equal to float noise
         assert all(abs(x[k] - y[k]) <= 1e-3 * max(1, abs(x[k])) for k in x if k.startswith("loss/")), (x, y)
-
-
-def test_an_augmented_run_resumes_exactly_and_trains_on_other_images(tmp_path):
-    training_loop(tmp_path / "straight", model="vaegan", augment=True, **dict(RUN, epochs=3))
-    training_loop(tmp_path / "resumed", model="vaegan", augment=True, **dict(RUN, epochs=1))
-    training_loop(tmp_path / "resumed", model="vaegan", augment=True, resume=True, **dict(RUN, epochs=3))
-    training_loop(tmp_path / "plain", model="vaegan", **dict(RUN, epochs=3))
-    assert loss_rows(tmp_path / "resumed") == loss_rows(tmp_path / "straight") != loss_rows(tmp_path / "plain")
