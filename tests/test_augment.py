@@ -28,9 +28,9 @@ def test_without_colour_jitter_faces_move_by_whole_pixels(monkeypatch):
         monkeypatch.setattr(A, name, 0.0)
     x = faces(64)
     y = jitter(x)
+    inner = (slice(None), slice(4, -4), slice(4, -4))  # away from the replicated border
     moves = []
     for a, b in zip(x, y):
-        inner = (slice(None), slice(4, -4), slice(4, -4))  # away from the replicated border
         moves.append([(dy, dx) for dy in range(-4, 5) for dx in range(-4, 5)
                       if torch.allclose(b[inner], a.roll((dy, dx), (1, 2))[inner], atol=1e-5)])
     assert all(moves), "a face came back not as a whole-pixel move of itself"
