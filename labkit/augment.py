@@ -42,7 +42,9 @@ def rgb_to_hsv(rgb):
 
 def hsv_to_rgb(hsv):
     h, s, v = hsv.unbind(1)
-    k = (torch.tensor([5.0, 3.0, 1.0], device=hsv.device)[None, :, None, None] + 6 * h[:, None]) % 6
+    # 5, 3, 1 for red, green, blue, made on the device: a tensor copied from the host would wait
+    # for the GPU at every training step.
+    k = (torch.arange(5.0, 0.0, -2.0, device=hsv.device)[None, :, None, None] + 6 * h[:, None]) % 6
     return v[:, None] - v[:, None] * s[:, None] * torch.minimum(k, 4 - k).clamp(0, 1)
 
 

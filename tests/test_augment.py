@@ -1,4 +1,5 @@
 """The authors' jitter: whole-pixel moves and their colour powers, drawn from the run's generator."""
+import pytest
 import torch
 
 from labkit import augment as A, data as D
@@ -57,3 +58,14 @@ def test_the_same_generator_state_jitters_alike_on_one_or_two_processes():
     assert torch.equal(one, jitter(x, seed=5)) and not torch.equal(one, jitter(x, seed=6))
     two = torch.cat([jitter(x[r * 8:(r + 1) * 8], seed=5, shard=(r, 2)) for r in (0, 1)])
     assert torch.equal(one, two)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_the_jitter_never_waits_for_the_gpu():
+    x, g = faces(16).cuda(), torch.Generator("cuda").manual_seed(0)
+    torch.cuda.set_sync_debug_mode("error")  # a host sync in a training step raises here
+    try:
+        A.augment(x, g)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
