@@ -7,11 +7,14 @@ evaluation caches): it builds the HDF5 files from the zip, trains vae, gan and v
 time limit (each stop leaves a checkpoint), and once all three are trained executes the
 notebooks (figures, evaluation) and packs into DIR only what must come back: the executed
 notebooks, figures, metrics, each run's options, stats, log and a few grids, in at most
-MAX_PARTS files of under PART_MIB. Checkpoints stay in the work folder.
+MAX_PARTS files of under PART_MIB. Checkpoints stay in the work folder. A call that stops
+sooner packs the runs' progress (options, stats, log, grids): a machine lent for minutes sends
+back what it measured even when the reproduction does not fit in them.
 Back home, `python -m labkit report --from DIR` builds the report from them.
 """
 import io
 import json
+import os
 import shutil
 import tarfile
 import time
@@ -42,12 +45,15 @@ def prepared_data(data, work):
 
 
 def finished(run_dir):
+    if not (Path(run_dir) / "options.json").is_file():
+        return False
     rows = [r for r in Run(run_dir).stats() if "kimg" in r]
     return bool(rows) and rows[-1]["step"] >= Run(run_dir).options()["steps"]
 
 
 def reproduce(out, data=None, work="reproduce", profile="full", time_limit=540, settings=None):
-    """One call's share of the reproduction; True once DIR holds the results."""
+    """One call's share of the reproduction; True once DIR holds the results, else DIR holds the
+    progress so far."""
     deadline = time.time() + time_limit
     work = Path(work).resolve()
     build = work / "build"
@@ -57,21 +63,32 @@ def reproduce(out, data=None, work="reproduce", profile="full", time_limit=540, 
         left = deadline - time.time()
         if left <= 0:
             break
-        training_loop(run, resume=True, model=model, profile=profile, data=data, time_limit=left, **(settings or {}))
-    unfinished = [m for m in MODELS if not (build / "runs" / m / "options.json").is_file() or not finished(build / "runs" / m)]
+        if not finished(run):  # a finished run's checkpoint (~1 GB at full size) is not loaded again
+            training_loop(run, resume=True, model=model, profile=profile, data=data, time_limit=left, **(settings or {}))
+    unfinished = [m for m in MODELS if not finished(build / "runs" / m)]
+    weights = os.environ.get("LABKIT_INCEPTION")
+    done = (build / "report.json").is_file()
     if unfinished:
         print(f"[labkit] time limit: {', '.join(unfinished)} not trained yet; run the same command again to continue")
-        return False
-    execute(profile, build, data, build / "figures", settings)
+    elif weights and not Path(weights).is_file() and not done:
+        # Checked before the notebooks, not by the evaluation halfway through them.
+        print(f"[labkit] trained; the evaluation needs the FID Inception weights at {weights}: "
+              "bring them there and run the same command again")
+    elif not done:
+        execute(profile, build, data, build / "figures", settings)
+        done = True
     parts = pack(build, Path(out))
-    print(f"[labkit] results in {len(parts)} file(s) under {out}; at home: python -m labkit report --from {out}")
-    return True
+    if done:
+        print(f"[labkit] results in {len(parts)} file(s) under {out}; at home: python -m labkit report --from {out}")
+    else:
+        print(f"[labkit] the runs' progress (options, stats, log, grids) in {len(parts)} file(s) under {out}")
+    return done
 
 
 def _members(build):
     """The files that come back, relative to `build`."""
-    yield from (p for p in build.glob("*.ipynb"))
-    yield build / "report.json"
+    yield from build.glob("*.ipynb")
+    yield from build.glob("report.json")
     yield from (p for p in (build / "figures").rglob("*") if p.is_file() and "cache" not in p.parts)
     for model in MODELS:
         run = build / "runs" / model
@@ -111,6 +128,9 @@ def report_from(results, build="build/from"):
     shutil.rmtree(build, ignore_errors=True)
     with tarfile.open(fileobj=io.BytesIO(b"".join(p.read_bytes() for p in parts)), mode="r:gz") as tar:
         tar.extractall(build, filter="data")
+    if not (build / "report.json").is_file():
+        raise LabkitError(f"{results}: the progress of a reproduction, not its results (no report.json): "
+                          "run reproduce again until it says it is done")
     record = json.loads((build / "report.json").read_text())
     figures = figures_dir(record["facts"]["profile"], build)
     if figures != build / "figures":
