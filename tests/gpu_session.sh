@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# A lent GPU's whole work, as the same command in every call: the GPU checks and benchmark once,
+# then `reproduce` (the full profile) for the rest of each call.
+#
+# Prepare here (.gpu/ is git-ignored). The two folders travel in separate calls: one call carries
+# 64 MiB, and the checkout, the wheels and the zip take about 58 of them, the weights 46.
+#   python -m labkit bundle .gpu/bundle --python 3.12 --zip ../shared/data/img_align_celeba_halfres_10k.zip
+#   mkdir -p .gpu/weights && cp ../shared/weights/fid_inception_v3_pool3_fp16.pth .gpu/weights/
+# Then with the device tool, each call right after the last (what a call leaves under .gpu stays
+# while the machine is held, 30 s after a call):
+#   bash tests/gpu_session.sh 480   carry [".gpu/bundle"]    checks, benchmark, training
+#   bash tests/gpu_session.sh 270   carry [".gpu/weights"]   the rest: training, notebooks, results
+# SECONDS is what the call may take (its timeout_s less a margin); training stops 60 s before it
+# to leave time for the last checkpoint and the packing; the notebooks run once all three
+# models are trained and the weights are there. Exit 0 when the results are packed, 3 before.
+# Each call leaves in $OUT: checks.txt (the GPU, torch, the gpu-marked tests, the benchmark's
+# output), bench.jsonl, and results.tar.gz.part* (the results, or the runs' progress so far);
+# at home: python -m labkit report --from DIR.
+# Settings: GPU_DIR (.gpu), PROFILE (full), BENCH (the benchmark's arguments), REPRODUCE (more
+# arguments of reproduce: --no-fast if the GPU's torch cannot compile the fast path).
+# tests/rehearse_gpu.sh runs this on a CPU at smoke size first.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+limit=${1:?usage: tests/gpu_session.sh SECONDS}
+start=$(date +%s)
+gpu=$(realpath "${GPU_DIR:-.gpu}")
+out=${OUT:-$gpu/out}
+mkdir -p "$out"
+if [ ! -d "$gpu/site" ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --target "$gpu/site" "$gpu"/bundle/wheels/*.whl || exit 1
+fi
+export PYTHONPATH="$gpu/site:$PWD" PYTHONUNBUFFERED=1 LABKIT_INCEPTION="$gpu/weights/fid_inception_v3_pool3_fp16.pth"
+
+if [ ! -f "$gpu/checks.txt" ]; then  # once per machine
+  { nvidia-smi
+    python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.is_available())'
+    python3 -m pytest -q -p no:cacheprovider -m gpu tests
+    python3 -m labkit.bench ${BENCH:---sizes handout --models vaegan --batches 64 256} --out "$gpu/bench.jsonl"
+  } 2>&1 | tee "$gpu/checks.txt"
+fi
+cp "$gpu/checks.txt" "$out/"
+[ -f "$gpu/bench.jsonl" ] && cp "$gpu/bench.jsonl" "$out/"
+
+python3 -m labkit reproduce --out "$out" --data "$gpu"/bundle/*.zip --work "$gpu/reproduce" \
+  --profile "${PROFILE:-full}" --time-limit $((limit - 60 - ($(date +%s) - start))) ${REPRODUCE:-}
