@@ -75,6 +75,7 @@ def reproduce(out, data=None, work="reproduce", profile="full", time_limit=540, 
         print(f"[labkit] trained; the evaluation needs the FID Inception weights at {weights}: "
               "bring them there and run the same command again")
     elif not done:
+        pack(build, Path(out))  # the progress comes back even if the call is cut during the notebooks
         execute(profile, build, data, build / "figures", settings)
         done = True
     parts = pack(build, Path(out))
