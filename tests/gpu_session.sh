@@ -3,8 +3,9 @@
 # then `reproduce` (the full profile) for the rest of each call.
 #
 # Prepare here (.gpu/ is git-ignored). The two folders travel in separate calls: one call carries
-# 64 MiB, and the checkout, the wheels and the zip take about 58 of them, the weights 46.
-#   python -m labkit bundle .gpu/bundle --python 3.12 --zip ../shared/data/img_align_celeba_halfres_10k.zip
+# 64 MiB, and the checkout, the wheels and the zip take about 52 of them, the weights 46.
+#   python -m labkit bundle .gpu/bundle --python 3.12 --have tests/gpu_image.txt \
+#     --zip ../shared/data/img_align_celeba_halfres_10k.zip
 #   mkdir -p .gpu/weights && cp ../shared/weights/fid_inception_v3_pool3_fp16.pth .gpu/weights/
 # Then with the device tool, each call right after the last (what a call leaves under .gpu stays
 # while the machine is held, 30 s after a call):

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rehearses the GPU reproduction on the CPU, end to end, before any GPU time is spent:
-#   a Python holding only what the GPU image holds (torch & co and pytest, none of the notebook
-#   stack), then tests/gpu_session.sh, the very script the GPU runs, at smoke size in calls of
+#   a Python holding only what the GPU image holds of the pipeline's packages (torch & co, pytest,
+#   jinja2 & co; none of the notebook stack), then tests/gpu_session.sh, the very script the GPU runs, at smoke size in calls of
 #   REHEARSE_LIMIT seconds (each continues the last; the Inception weights come once training
 #   is done, as they come with the GPU's second call), then `report --from` back home.
 # Usage: tests/rehearse_gpu.sh            (from the repository root; ../shared as in CI)
@@ -28,11 +28,15 @@ fi
 
 t0=$(date +%s)
 gpu=$work/gpu
-.venv/bin/python -m labkit bundle "$gpu/bundle" --python "$ver" --zip "$zip"
-.venv/bin/python -m labkit bundle "$work/bundle312" --python 3.12 >/dev/null
+.venv/bin/python -m labkit bundle "$gpu/bundle" --python "$ver" --zip "$zip" --have tests/gpu_image.txt
+.venv/bin/python -m labkit bundle "$work/bundle312" --python 3.12 --have tests/gpu_image.txt >/dev/null
 echo "[rehearse] packages only in the $ver bundle (<) or only in the 3.12 one (>), by environment markers:"
 diff <(ls "$gpu/bundle/wheels" | cut -d- -f1 | sort) <(ls "$work/bundle312/wheels" | cut -d- -f1 | sort) || true
 du -sh "$gpu/bundle"
+# What the bundle leaves to the image (jinja2, pyyaml, ...) goes into the venv, as the image has it.
+.venv/bin/python -m labkit bundle "$work/image" --python "$ver" >/dev/null
+"$venv/bin/python" -m pip install -q --no-index --no-deps \
+  $(comm -23 <(cd "$work/image/wheels" && ls) <(cd "$gpu/bundle/wheels" && ls) | sed "s|^|$work/image/wheels/|")
 
 # The GPU side: the same command each call, as the device runs it.
 calls=0 gated=0
