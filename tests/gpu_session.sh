@@ -8,9 +8,11 @@
 #     --zip ../shared/data/img_align_celeba_halfres_10k.zip
 #   mkdir -p .gpu/weights && cp ../shared/weights/fid_inception_v3_pool3_fp16.pth .gpu/weights/
 # Then with the device tool, each call right after the last (what a call leaves under .gpu stays
-# while the machine is held, 30 s after a call):
-#   bash tests/gpu_session.sh 480   carry [".gpu/bundle"]    checks, benchmark, training
-#   bash tests/gpu_session.sh 270   carry [".gpu/weights"]   the rest: training, notebooks, results
+# while the machine is held, 30 s after a call), then give_back; 15 minutes of device time hold
+# the machine's start (1-2 min) and the two calls:
+#   bash tests/gpu_session.sh 420   carry [".gpu/bundle"], timeout_s 450: checks, benchmark, training
+#   bash tests/gpu_session.sh N     carry [".gpu/weights"], N = status's budget_left_s - 60, timeout_s N + 30:
+#                                   the rest of the training, the notebooks, the results
 # SECONDS is what the call may take (its timeout_s less a margin); training stops 60 s before it
 # to leave time for the last checkpoint and the packing; the notebooks run once all three
 # models are trained and the weights are there. Exit 0 when the results are packed, 3 before.
