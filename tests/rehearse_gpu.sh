@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Rehearses the GPU reproduction on the CPU, end to end, before any GPU time is spent:
 #   a Python holding only what the GPU image holds of the pipeline's packages (torch & co, pytest,
-#   jinja2 & co; none of the notebook stack), then tests/gpu_session.sh, the very script the GPU runs, at smoke size in calls of
-#   REHEARSE_LIMIT seconds (each continues the last; the Inception weights come once training
-#   is done, as they come with the GPU's second call), then `report --from` back home.
+#   jinja2 & co; none of the notebook stack), then tests/gpu_session.sh, the very script the GPU
+#   runs, at smoke size in calls of REHEARSE_LIMIT seconds (each continues the last; the
+#   Inception weights come once training is done, as with the GPU's second call), then
+#   `report --from` back home.
 # Usage: tests/rehearse_gpu.sh            (from the repository root; ../shared as in CI)
 #   GPU_VENV=DIR   reuse a venv that already holds the image's packages (installing torch takes minutes)
 #   PYTHON=python3.12  the faithful rehearsal (pip then fetches a large torch build); default python3.11
