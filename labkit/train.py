@@ -252,8 +252,18 @@ def accelerate(nets, device, fast):
     if fast:
         nets.to(memory_format=torch.channels_last)
         if device.type == "cuda":
-            for module in nets.children():
-                module.compile()
+            compile_networks(nets)
+    return nets
+
+
+def compile_networks(nets):
+    """torch.compile each network in place. Each network's gradient comes from a backward pass of
+    its own over the one graph of the step (backward_routed and the diagnostics retain it), which
+    a compiled backward that donates its saved buffers to save memory refuses (torch >= 2.6)."""
+    if hasattr(torch._functorch.config, "donated_buffer"):
+        torch._functorch.config.donated_buffer = False
+    for module in nets.children():
+        module.compile()
     return nets
 
 

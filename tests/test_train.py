@@ -8,7 +8,8 @@ from labkit.losses import compute_losses
 from labkit.models import Nets
 from labkit.options import options
 from labkit.runs import Run, load_checkpoint, load_nets
-from labkit.train import accelerate, make_optimizers, native_bf16, train_step, training_loop, update_ema
+from labkit.train import (accelerate, compile_networks, make_optimizers, native_bf16, train_step, training_loop,
+                          update_ema)
 
 from conftest import TINY, loss_rows
 
@@ -218,6 +219,34 @@ def test_fast_path_losses_match_fp32_and_its_weights_load_as_plain_ones(tmp_path
     assert json.loads((tmp_path / "options.json").read_text())["fast"] is True
     nets, _ = load_nets(tmp_path)
     assert all(p.is_contiguous() for p in nets.parameters())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["gan", "vaegan"])  # their networks take turns at backward over one graph
+def test_compiled_networks_train_as_the_eager_ones(model):
+    # What the fast path compiles on a GPU, compiled here on the CPU (about 10 s a model), in the
+    # order training runs it: plain steps, then a logged one whose diagnostics take backward
+    # passes of their own through networks compiled without them. The first step gives the eager
+    # one's losses (later ones drift apart at bf16's precision, as any two GAN runs do). On-disk
+    # compile caches off: a cached backward hid the failure this guards against.
+    o = options(model=model, profile="smoke", batch=16, **TINY)
+    torch.manual_seed(0)
+    eager = accelerate(Nets.of(o), torch.device("cpu"), True)
+    compiled = accelerate(Nets.of(o), torch.device("cpu"), True)
+    compiled.load_state_dict(eager.state_dict())
+    compile_networks(compiled)
+    x = D.to_float(torch.from_numpy(D.synthetic_images(16, seed=5)))
+    steps = {}
+    with torch._inductor.config.patch(fx_graph_cache=False), torch._functorch.config.patch(enable_autograd_cache=False):
+        for name, nets in (("eager", eager), ("compiled", compiled)):
+            opts = make_optimizers(nets, o, torch.device("cpu"))
+            steps[name] = [train_step(nets, opts, x, torch.Generator().manual_seed(i), o, autocast=True, diagnose=i > 0)
+                           for i in range(3)]
+    torch._dynamo.reset()
+    (first, *_), (first_compiled, *later) = steps["eager"], steps["compiled"]
+    for k in first:
+        torch.testing.assert_close(first_compiled[k], first[k], rtol=0.02, atol=1e-4, msg=k)
+    assert all("diag/dec_grad_gan" in row and all(v.isfinite() for v in row.values()) for row in later)
 
 
 @pytest.mark.gpu
