@@ -387,6 +387,20 @@ def log_row(window, step, o, t, seconds, stop=False):
 def write_grid(nets, faces, noise, path):
     """Reconstructions of the fixed faces (rows: original, reconstruction) beside fixed-noise
     samples. Returns the samples' diversity relative to the faces'."""
+    with eager():
+        return _write_grid(nets, faces, noise, path)
+
+
+def eager():
+    """Compiled networks run uncompiled inside: drawn in eval mode, without grad and at other
+    batch sizes, the grid would compile graphs of its own (3 of a VAE-GAN's 7; 10 s of a 38-s
+    compiled smoke run on the CPU), compile time a lent GPU would spend on a picture an epoch.
+    (torch.compiler.set_stance came with torch 2.6.)"""
+    stance = getattr(torch.compiler, "set_stance", None)
+    return stance("force_eager") if stance else contextlib.nullcontext()
+
+
+def _write_grid(nets, faces, noise, path):
     was_training = nets.training
     nets.eval()
     samples = nets.decode(noise)

@@ -2,6 +2,7 @@ import json
 
 import pytest
 import torch
+from torch._dynamo.utils import counters
 
 from labkit import LabkitError, data as D, train as T
 from labkit.losses import compute_losses
@@ -223,12 +224,13 @@ def test_fast_path_losses_match_fp32_and_its_weights_load_as_plain_ones(tmp_path
 
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["gan", "vaegan"])  # their networks take turns at backward over one graph
-def test_compiled_networks_train_as_the_eager_ones(model):
+def test_compiled_networks_train_as_the_eager_ones(model, tmp_path):
     # What the fast path compiles on a GPU, compiled here on the CPU (about 10 s a model), in the
     # order training runs it: plain steps, then a logged one whose diagnostics take backward
     # passes of their own through networks compiled without them. The first step gives the eager
-    # one's losses (later ones drift apart at bf16's precision, as any two GAN runs do). On-disk
-    # compile caches off: a cached backward hid the failure this guards against.
+    # one's losses (later ones drift apart at bf16's precision, as any two GAN runs do); the
+    # epoch's grid compiles nothing. On-disk compile caches off: a cached backward hid the failure
+    # this guards against.
     o = options(model=model, profile="smoke", batch=16, **TINY)
     torch.manual_seed(0)
     eager = accelerate(Nets.of(o), torch.device("cpu"), True)
@@ -242,6 +244,10 @@ def test_compiled_networks_train_as_the_eager_ones(model):
             opts = make_optimizers(nets, o, torch.device("cpu"))
             steps[name] = [train_step(nets, opts, x, torch.Generator().manual_seed(i), o, autocast=True, diagnose=i > 0)
                            for i in range(3)]
+        graphs = dict(counters["stats"])
+        faces = torch.from_numpy(D.synthetic_images(8, seed=6))
+        T.write_grid(compiled, faces, torch.randn(16, o["latent"]), tmp_path / "grid.png")
+        assert dict(counters["stats"]) == graphs
     torch._dynamo.reset()
     (first, *_), (first_compiled, *later) = steps["eager"], steps["compiled"]
     for k in first:
