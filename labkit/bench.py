@@ -77,6 +77,9 @@ def matmul_tflops(device):
 
 
 def bench(model, size, batch, device, fast, images, h5, steps, warmup):
+    # Compiled graphs of this case alone: after another batch size torch.compile would recompile
+    # for dynamic shapes, slower kernels than the static ones a training run at this batch gets.
+    torch._dynamo.reset()
     nets, opts, o, g = setup(model, size, batch, device, fast)
     if fast is None:  # the plain baseline: the handout's DataLoader, fp32 eager
         import torchvision.transforms as T
