@@ -222,36 +222,39 @@ def test_fast_path_losses_match_fp32_and_its_weights_load_as_plain_ones(tmp_path
     assert all(p.is_contiguous() for p in nets.parameters())
 
 
-@pytest.mark.slow
+CUDA = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
+
+
+@pytest.mark.parametrize("device", [pytest.param("cpu", marks=pytest.mark.slow), pytest.param("cuda", marks=CUDA)])
 @pytest.mark.parametrize("model", ["gan", "vaegan"])  # their networks take turns at backward over one graph
-def test_compiled_networks_train_as_the_eager_ones(model, tmp_path):
-    # What the fast path compiles on a GPU, compiled here on the CPU (about 10 s a model), in the
+def test_compiled_networks_train_as_the_eager_ones(model, device, tmp_path):
+    # What the fast path compiles on a GPU (here on the CPU too, about 10 s a model), in the
     # order training runs it: plain steps, then a logged one whose diagnostics take backward
     # passes of their own through networks compiled without them. The first step gives the eager
     # one's losses (later ones drift apart at bf16's precision, as any two GAN runs do); the
     # epoch's grid compiles nothing. On-disk compile caches off: a cached backward hid the failure
-    # this guards against.
-    o = options(model=model, profile="smoke", batch=16, **TINY)
+    # this guards against. tests/gpu_session.sh trains without the fast path if this fails on CUDA.
+    o, dev = options(model=model, profile="smoke", batch=16, **TINY), torch.device(device)
     torch.manual_seed(0)
-    eager = accelerate(Nets.of(o), torch.device("cpu"), True)
-    compiled = accelerate(Nets.of(o), torch.device("cpu"), True)
+    eager = Nets.of(o).to(dev, memory_format=torch.channels_last)
+    compiled = Nets.of(o).to(dev, memory_format=torch.channels_last)
     compiled.load_state_dict(eager.state_dict())
     compile_networks(compiled)
-    x = D.to_float(torch.from_numpy(D.synthetic_images(16, seed=5)))
+    x = D.to_float(torch.from_numpy(D.synthetic_images(16, seed=5)).to(dev))
     steps = {}
     with torch._inductor.config.patch(fx_graph_cache=False), torch._functorch.config.patch(enable_autograd_cache=False):
         for name, nets in (("eager", eager), ("compiled", compiled)):
-            opts = make_optimizers(nets, o, torch.device("cpu"))
-            steps[name] = [train_step(nets, opts, x, torch.Generator().manual_seed(i), o, autocast=True, diagnose=i > 0)
-                           for i in range(3)]
+            opts = make_optimizers(nets, o, dev)
+            steps[name] = [train_step(nets, opts, x, torch.Generator(dev).manual_seed(i), o, autocast=True,
+                                      diagnose=i > 0) for i in range(3)]
         graphs = dict(counters["stats"])
-        faces = torch.from_numpy(D.synthetic_images(8, seed=6))
-        T.write_grid(compiled, faces, torch.randn(16, o["latent"]), tmp_path / "grid.png")
+        faces = torch.from_numpy(D.synthetic_images(8, seed=6)).to(dev)
+        T.write_grid(compiled, faces, torch.randn(16, o["latent"], device=dev), tmp_path / "grid.png")
         assert dict(counters["stats"]) == graphs
     torch._dynamo.reset()
     (first, *_), (first_compiled, *later) = steps["eager"], steps["compiled"]
     for k in first:
-        torch.testing.assert_close(first_compiled[k], first[k], rtol=0.02, atol=1e-4, msg=k)
+        torch.testing.assert_close(first_compiled[k], first[k], rtol=0.05, atol=1e-3, msg=k)
     assert all("diag/dec_grad_gan" in row and all(v.isfinite() for v in row.values()) for row in later)
 
 
