@@ -71,7 +71,8 @@ def cmd_bundle(a):
 
 def cmd_reproduce(a):
     from labkit.reproduce import reproduce
-    done = reproduce(a.out, a.data, a.work, a.profile, a.time_limit, {} if a.fast is None else dict(fast=a.fast))
+    settings = {k: v for k, v in dict(epochs=a.epochs, fast=a.fast).items() if v is not None}
+    done = reproduce(a.out, a.data, a.work, a.profile, a.time_limit, settings)
     return 0 if done else 3
 
 
@@ -149,6 +150,8 @@ def add_offline_gpu_commands(sub):
     rr.add_argument("--work", default="reproduce", help="folder for data, checkpoints, caches (stays there)")
     rr.add_argument("--profile", choices=list(PROFILES), default="full")
     rr.add_argument("--time-limit", type=float, default=540, help="seconds this call may train (default 540)")
+    rr.add_argument("--epochs", type=positive_int, help="override the profile's epochs, to fit the minutes a machine is "
+                    "lent for (the report says how many; give the same in every call)")
     rr.add_argument("--fast", action=argparse.BooleanOptionalAction, help=f"{OPTIONS['fast'].help}; --no-fast "
                     "where the GPU's torch cannot compile it")
     rr.set_defaults(func=cmd_reproduce)

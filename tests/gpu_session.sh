@@ -20,8 +20,9 @@
 # output), bench.jsonl, and results.tar.gz.part* (the results, or the runs' progress so far);
 # at home: python -m labkit report --from DIR.
 # Settings: GPU_DIR (.gpu), PROFILE (full), BENCH (the benchmark's arguments), REPRODUCE (more
-# arguments of reproduce). If the gpu-marked test of the compiled networks fails, every call
-# trains with --no-fast.
+# arguments of reproduce, the same in every call: --epochs N where the profile's 100 do not fit
+# the session). If the gpu-marked test of the compiled networks fails, every call trains with
+# --no-fast.
 # tests/rehearse_gpu.sh runs this on a CPU at smoke size first.
 set -uo pipefail
 cd "$(dirname "$0")/.."

@@ -7,6 +7,7 @@ import pytest
 
 from conftest import TINY
 from labkit import LabkitError
+from labkit.__main__ import main
 from labkit.models import MODELS
 from labkit.reproduce import report_from, reproduce
 from labkit.runs import Run
@@ -44,3 +45,13 @@ def test_a_cut_call_sends_back_its_progress_and_the_next_one_continues(celeba_li
         assert {f"runs/{model}/{f}" for f in ("options.json", "stats.jsonl", "log.txt")} <= names
         assert f"runs/{model}/grids/epoch-0002.png" in names  # the last grid: what the run draws now
     assert "report.json" not in names
+
+
+def test_the_command_line_passes_epochs_and_the_fast_path_to_every_run(celeba_like, tmp_path, monkeypatch):
+    monkeypatch.setenv("LABKIT_INCEPTION", str(tmp_path / "not-brought-yet.pth"))
+    args = ["reproduce", "--out", str(tmp_path / "out"), "--data", str(celeba_like.parent), "--work", str(tmp_path),
+            "--profile", "smoke", "--epochs", "1", "--no-fast"]
+    assert main(args) == 3  # trained, waiting for the weights
+    for model in MODELS:
+        o = Run(tmp_path / "build" / "runs" / model).options()
+        assert (o["epochs"], o["fast"], o["width"]) == (1, False, 0.125)
