@@ -41,7 +41,8 @@ if [ ! -f "$gpu/checks.txt" ]; then  # once per machine
     python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.is_available())'
     python3 -m pytest -q -rfE -p no:cacheprovider -m gpu tests
     python3 -m labkit.bench ${BENCH:---sizes handout --models vaegan --batches 64 256} --out "$gpu/bench.jsonl"
-  } 2>&1 | tee "$gpu/checks.txt"
+  } 2>&1 | tee "$gpu/checks.part"
+  mv "$gpu/checks.part" "$gpu/checks.txt"  # a call cut during the checks runs them again
 fi
 cp "$gpu/checks.txt" "$out/"
 [ -f "$gpu/bench.jsonl" ] && cp "$gpu/bench.jsonl" "$out/"
