@@ -1,4 +1,4 @@
-"""python -m labkit {train,sample,prepare,evaluate,ablation,report,bundle,reproduce} ... (each has --help)."""
+"""python -m labkit {train,sample,prepare,evaluate,identity,ablation,report,bundle,reproduce} ... (each has --help)."""
 import argparse
 import sys
 from pathlib import Path
@@ -11,6 +11,13 @@ def positive_int(text):
     value = int(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def positive_float(text):
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
 
 
@@ -43,6 +50,15 @@ def cmd_evaluate(a):
     results = evaluate(a.runs, data=a.data, n=a.n, weights=a.inception_weights, seed=a.seed, out=out, n_ref=a.n_ref)
     print(table(results))
     print(f"[labkit] {out} ({results['protocol']['seconds']} s)")
+
+
+def cmd_identity(a):
+    from labkit.identity import identity, table
+    out = a.out or (Path(a.runs[0]).parent / "identity.json" if a.runs else None)
+    results = identity(a.runs, data=a.data, n=a.n, blurs=a.blur, out=out)
+    print(table(results))
+    print(f"[labkit] {out or 'not written (no --out)'} ({results['protocol']['seconds']} s; the detector found "
+          f"{results['protocol']['detected']} of {results['protocol']['count']} faces)")
 
 
 def cmd_ablation(a):
@@ -110,6 +126,15 @@ def add_evaluation_commands(sub):
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--out", help="JSON path (default: metrics.json beside the first run)")
     e.set_defaults(func=cmd_evaluate)
+
+    i = sub.add_parser("identity", help="do reconstructions show the same person? dlib's face descriptor (needs dlib)")
+    i.add_argument("runs", nargs="*", help="vae or vaegan run folders")
+    i.add_argument("--data", help="celeba64.h5 or its folder; the held-out file beside it holds the faces")
+    i.add_argument("--n", type=positive_int, default=1000, help="held-out faces (default 1000)")
+    i.add_argument("--blur", type=positive_float, nargs="*", default=[],
+                   help="also these Gaussian blurs of the faces (sigma in px), to calibrate the scale")
+    i.add_argument("--out", help="JSON path (default: identity.json beside the first run)")
+    i.set_defaults(func=cmd_identity)
 
     ab = sub.add_parser("ablation", help="train the VAE-GAN with each setting change, evaluate, tabulate")
     ab.add_argument("--out", required=True, help="folder for one run per row, ablation.json and ablation.md")

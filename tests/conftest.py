@@ -91,6 +91,16 @@ def pdf_text(path):
     return "\n".join(page.extract_text() or "" for page in PdfReader(path).pages)
 
 
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    """A minute-old VAE and GAN (runs/vae, runs/gan) trained on 64 synthetic faces."""
+    from labkit.train import training_loop
+    root = tmp_path_factory.mktemp("runs")
+    for model in ("vae", "gan"):
+        training_loop(root / model, model=model, profile="smoke", epochs=1, batch=16, limit=64, progress=False, **TINY)
+    return root
+
+
 @pytest.fixture
 def celeba_like(tmp_path):
     """A small CelebA-shaped training + holdout pair made of synthetic faces."""

@@ -9,9 +9,8 @@ from torch import nn
 
 from labkit import data as D, metrics as M
 from labkit.__main__ import main
-from labkit.train import training_loop
 
-from conftest import TINY, tiny_extractor
+from conftest import tiny_extractor
 
 
 def faces(n, seed):
@@ -58,14 +57,6 @@ def test_expost_gaussian_matches_the_fitted_moments():
     z = M.expost_gaussian(mu, 20000, torch.Generator().manual_seed(0))
     torch.testing.assert_close(z.mean(0), mu.mean(0), atol=0.05, rtol=0)
     torch.testing.assert_close(torch.cov(z.T), torch.cov(mu.T), atol=0.08, rtol=0.05)
-
-
-@pytest.fixture(scope="module")
-def two_runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("runs")
-    for model in ("vae", "gan"):
-        training_loop(root / model, model=model, profile="smoke", epochs=1, batch=16, limit=64, progress=False, **TINY)
-    return root
 
 
 def test_evaluate_writes_the_protocol_every_metric_and_the_floor(two_runs, tmp_path):

@@ -1,0 +1,69 @@
+import json
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import shared_data
+from labkit import LabkitError, identity as I
+from labkit.__main__ import main
+from labkit.data import synthetic_images
+from labkit.metrics import sharpness
+
+
+def test_scores_tell_own_faces_from_others():
+    real = np.random.default_rng(0).normal(0, 0.1, (50, 128))  # different faces lie ~1.6 apart
+    close = real + np.random.default_rng(1).normal(0, 0.01, real.shape)
+    s = I.scores(real, close)
+    assert s["same_person"] == 1 and s["nearest"] == 1 and s["median_distance"] < 0.2
+    swapped = I.scores(real, np.roll(close, 1, axis=0))  # every image shows the next face
+    assert swapped["same_person"] == 0 and swapped["nearest"] == 0 and swapped["median_distance"] > 1
+    half = I.scores(real, np.concatenate([close[:25], np.roll(close[25:], 1, axis=0)]))
+    assert half["same_person"] == half["nearest"] == 0.5
+    f = I.floor(real)
+    assert f["same_person"] == 0 and 1.4 < f["median_distance"] < 1.8
+
+
+def test_blur_keeps_colour_and_removes_detail():
+    faces = torch.from_numpy(synthetic_images(8, seed=1))
+    soft = I.blurred(faces, 2)
+    assert soft.dtype == torch.uint8 and soft.shape == faces.shape
+    assert abs(soft.float().mean() - faces.float().mean()) < 1
+    assert sharpness(soft) < sharpness(faces) / 4
+    assert torch.equal(I.blurred(faces, 0.01), faces)
+
+
+def test_without_dlib_a_one_line_error_says_how_to_install(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "dlib", None)  # import dlib raises ImportError
+    assert main(["identity", "--blur", "2"]) == 2
+    assert "pip install -e '.[identity]'" in capsys.readouterr().err
+
+
+def test_inputs_are_checked_before_the_slow_part(two_runs, monkeypatch, capsys):
+    monkeypatch.setattr(I, "_dlib", lambda: None)
+    monkeypatch.setattr(I, "FaceNet", lambda *a: pytest.fail("reached the face network"))
+    assert main(["identity", str(two_runs / "gan")]) == 2
+    assert "a gan has no encoder" in capsys.readouterr().err
+    assert main(["identity"]) == 2
+    assert "nothing to judge" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["identity", "--blur", "-1"])
+
+
+@pytest.mark.skipif(shared_data() is None, reason="needs real faces: LABKIT_DATA")
+def test_identity_on_real_faces(two_runs, tmp_path, capsys):
+    try:
+        I._dlib()
+    except LabkitError:
+        pytest.skip("dlib or face_recognition_models not installed")
+    assert main(["identity", str(two_runs / "vae"), "--data", str(shared_data()), "--n", "40", "--blur", "1", "3",
+                 "--out", str(tmp_path / "id.json")]) == 0
+    r = json.loads((tmp_path / "id.json").read_text())
+    p, rows = r["protocol"], r["rows"]
+    assert p["count"] == 40 and p["detected"] > 30 and p["floor"]["same_person"] < 0.05
+    sharp, soft, vae = rows["blur sigma 1 px"], rows["blur sigma 3 px"], rows["vae"]
+    assert sharp["same_person"] > 0.9 and sharp["median_distance"] < soft["median_distance"]
+    # a minute-old network draws no one in particular
+    assert vae["median_distance"] > sharp["median_distance"] and vae["mse"] > sharp["mse"]
+    assert "| vae |" in capsys.readouterr().out
