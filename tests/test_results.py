@@ -2,6 +2,8 @@
 profile's protocol and settings, every model present, every figure there, and the committed
 report prints the numbers of the committed metrics JSON (the smoke report test runs the same
 check on a fresh smoke report)."""
+import json
+
 import pytest
 
 from labkit.options import evaluation
@@ -18,3 +20,21 @@ def test_committed_results_are_consistent(profile):
     folder = ROOT / "figures" / profile
     assert (folder / "ablation.json").is_file(), "published results come with their ablation table"
     assert_results_consistent(folder, folder / "report.pdf", evaluation(profile), dict(profile=profile))
+
+
+@pytest.mark.skipif(not COMMITTED, reason="no results committed under figures/<profile>/ yet")
+@pytest.mark.parametrize("profile", COMMITTED)
+def test_committed_identity_was_measured_on_the_published_runs(profile):
+    """identity.json (python -m labkit identity) judged the networks metrics.json scored, on the
+    same held-out faces: their reconstructions' pixel error agrees to the last digit."""
+    folder = ROOT / "figures" / profile
+    if not (folder / "identity.json").is_file():
+        pytest.skip(f"no identity.json in figures/{profile}")
+    metrics, identity = (json.loads((folder / f).read_text()) for f in ("metrics.json", "identity.json"))
+    p = identity["protocol"]
+    assert (p["faces"], p["count"]) == (metrics["protocol"]["reference"], metrics["protocol"]["reference_count"])
+    runs = [name for name in identity["rows"] if name in metrics["runs"]]
+    assert runs, "identity.json judges none of the published runs"
+    for name in runs:
+        assert identity["rows"][name]["mse"] == metrics["runs"][name]["mse"], name
+    assert p["floor"]["same_person"] < min(r["same_person"] for r in identity["rows"].values())
