@@ -28,5 +28,6 @@ def test_ci_runs_the_readme_test_command():
 def test_notebooks_are_committed_without_outputs():
     for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
         for cell in json.loads(path.read_text())["cells"]:
+            assert "id" in cell, f"{path.name}: a cell without an id (nbformat 4.5 wants one)"
             if cell["cell_type"] == "code":
                 assert not cell["outputs"] and cell["execution_count"] is None, path.name
