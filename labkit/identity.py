@@ -136,6 +136,15 @@ def identity(runs, data=None, n=1000, blurs=(), out=None, progress=True):
     return results
 
 
+def unjudged(judged, metrics):
+    """The models (vae, vaegan) of a metrics.json that an identity.json did not judge. The same
+    networks on the same held-out faces give the same pixel error, to the last digit."""
+    p, q = judged["protocol"], metrics["protocol"]
+    same_faces = (p["faces"], p["count"]) == (q["reference"], q["reference_count"])
+    return [m for m in ("vae", "vaegan")
+            if not same_faces or judged["rows"].get(m, {}).get("mse") != metrics["runs"].get(m, {}).get("mse")]
+
+
 def table(results):
     """The results as a Markdown table, the floor as its last row."""
     p = results["protocol"]

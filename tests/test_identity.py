@@ -34,6 +34,21 @@ def test_blur_keeps_colour_and_removes_detail():
     assert torch.equal(I.blurred(faces, 0.01), faces)
 
 
+def test_unjudged_names_the_runs_identity_json_did_not_measure():
+    metrics = {"protocol": {"reference": "holdout.h5", "reference_count": 1000},
+               "runs": {"vae": {"mse": 0.0123}, "gan": {}, "vaegan": {"mse": 0.0198}}}
+    judged = {"protocol": {"faces": "holdout.h5", "count": 1000},
+              "rows": {"blur sigma 2 px": {"mse": 0.006}, "vae": {"mse": 0.0123}, "vaegan": {"mse": 0.0198}}}
+    assert I.unjudged(judged, metrics) == []
+    metrics["runs"]["vaegan"]["mse"] = 0.0214  # retrained on another CPU: other networks
+    assert I.unjudged(judged, metrics) == ["vaegan"]
+    del judged["rows"]["vae"]
+    assert I.unjudged(judged, metrics) == ["vae", "vaegan"]
+    judged["rows"]["vae"], metrics["runs"]["vaegan"]["mse"] = {"mse": 0.0123}, 0.0198
+    judged["protocol"]["count"] = 500  # other faces
+    assert I.unjudged(judged, metrics) == ["vae", "vaegan"]
+
+
 def test_without_dlib_a_one_line_error_says_how_to_install(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "dlib", None)  # import dlib raises ImportError
     assert main(["identity", "--blur", "2"]) == 2
