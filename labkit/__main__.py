@@ -130,7 +130,8 @@ def add_evaluation_commands(sub):
     i = sub.add_parser("identity", help="do reconstructions show the same person? dlib's face descriptor (needs dlib)")
     i.add_argument("runs", nargs="*", help="vae or vaegan run folders")
     i.add_argument("--data", help="celeba64.h5 or its folder; the held-out file beside it holds the faces")
-    i.add_argument("--n", type=positive_int, default=1000, help="held-out faces (default 1000)")
+    i.add_argument("--n", type=positive_int, default=1000,
+                   help="held-out faces (default 1000); as many as the evaluation reconstructed to judge what it scored")
     i.add_argument("--blur", type=positive_float, nargs="*", default=[],
                    help="also these Gaussian blurs of the faces (sigma in px), to calibrate the scale")
     i.add_argument("--out", help="JSON path (default: identity.json beside the first run)")

@@ -6,8 +6,9 @@ reconstruction. Each 64x64 face is upscaled to 256 px, its five landmarks are fo
 real face (HOG detector; the median box where it finds none) and the same alignment serves
 every image of that face, so only what is drawn differs. Blurred copies of the faces calibrate
 the scale: identity holds at a 1.5 px blur and is mostly gone at 2.5 px. The floor is two
-different held-out faces. Optional (`pip install -e '.[identity]'`), outside `make report`:
-dlib builds from source, about ten minutes on two cores.
+different held-out faces. A run's reconstructions are those its evaluation scored and kept, so
+runs whose checkpoint stayed on a lent GPU can be judged too. Optional (`pip install -e
+'.[identity]'`), outside `make report`: dlib builds from source, about ten minutes on two cores.
 """
 import json
 import sys
@@ -19,7 +20,8 @@ import torch
 
 from labkit import LabkitError, data as D
 from labkit.metrics import recon_errors
-from labkit.runs import load_nets
+from labkit.models import MODELS
+from labkit.runs import Run, load_nets
 
 THRESHOLD = 0.6  # dlib's same-person distance
 SIZE = 256       # 64 px is below what the detector and landmarks were trained on
@@ -104,6 +106,25 @@ def floor(real):
     return {"median_distance": float(np.median(d)), "same_person": float(np.mean(d < THRESHOLD))}
 
 
+def reconstructions(run, faces):
+    """The run's reconstructions of these faces: those its evaluation kept, the very images
+    metrics.json scored (from a lent GPU, the only ones: the checkpoint stays there), else drawn
+    by its networks."""
+    run = Run(run)
+    model = run.options()["model"]
+    if not MODELS[model]["encoder"]:
+        raise LabkitError(f"{run.path}: a {model} has no encoder, so no reconstructions to judge")
+    kept = run.kept_reconstructions(faces)
+    if kept is not None:
+        return kept
+    if run.reconstructions.is_file() and not run.checkpoint.is_file():
+        raise LabkitError(f"{run.path}: no checkpoint, and the reconstructions its evaluation kept are of other "
+                          f"faces than the first {len(faces)} held-out ones: pass the --data and --n it was evaluated "
+                          "with (--n: metrics.json's reference_count)")
+    nets, _ = load_nets(run.path)
+    return nets.decode(nets.encode(faces))
+
+
 def identity(runs, data=None, n=1000, blurs=(), out=None, progress=True):
     """Identity scores of each run's reconstructions of the first n held-out faces, beside blurs
     of the same faces and the floor; write and return the JSON."""
@@ -114,12 +135,9 @@ def identity(runs, data=None, n=1000, blurs=(), out=None, progress=True):
     faces, source = D.holdout_set(data, n)
     sets = {f"blur sigma {s:g} px": blurred(faces, s) for s in blurs}
     for run in runs:
-        nets, o = load_nets(run)
-        if not nets.has_encoder:
-            raise LabkitError(f"{run}: a {o['model']} has no encoder, so no reconstructions to judge")
         if Path(run).name in sets:
             raise LabkitError(f"{run}: two runs named {Path(run).name}; rows are named by run folder")
-        sets[Path(run).name] = nets.decode(nets.encode(faces))
+        sets[Path(run).name] = reconstructions(run, faces)
     net = FaceNet(faces, progress)
     rows = {}
     for name, images in sets.items():
@@ -140,7 +158,8 @@ def unjudged(judged, metrics):
     """The models (vae, vaegan) of a metrics.json that an identity.json did not judge. The same
     networks on the same held-out faces give the same pixel error, to the last digit."""
     p, q = judged["protocol"], metrics["protocol"]
-    same_faces = (p["faces"], p["count"]) == (q["reference"], q["reference_count"])
+    # By file name: results sent back from a lent GPU name its paths.
+    same_faces = (Path(p["faces"]).name, p["count"]) == (Path(q["reference"]).name, q["reference_count"])
     return [m for m in ("vae", "vaegan")
             if not same_faces or judged["rows"].get(m, {}).get("mse") != metrics["runs"].get(m, {}).get("mse")]
 

@@ -2,7 +2,8 @@
 and two collapse measures.
 
 For each run: prior samples N(0, I); for VAE and VAE-GAN also reconstructions of the held-out
-faces and, optionally, "ex-post" samples from one Gaussian fitted to the encoded training set
+faces (kept in the run folder, so that identity can judge the very images scored here) and,
+optionally, "ex-post" samples from one Gaussian fitted to the encoded training set
 (RAE paper, Ghosh et al. 2020). Every FID is read beside its floor: the FID between real
 training faces and the held-out faces with the same image counts, what a perfect model would
 score under this protocol. Inception features of the held-out faces and of the floor's training
@@ -22,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from labkit import LabkitError, data as D
-from labkit.runs import load_nets, provenance
+from labkit.runs import Run, load_nets, provenance
 
 SETS = ("prior", "recon", "expost")
 
@@ -139,6 +140,7 @@ def evaluate_run(run, ref, extractor, n, sets=SETS, seed=0, device="cpu"):
     if nets.has_encoder:
         if "recon" in sets:
             images["recon"] = nets.decode(nets.encode(ref["held_out"]))
+            Run(run).keep_reconstructions(images["recon"], ref["held_out"])
             result["mse"], result["ssim"] = recon_errors(ref["held_out"], images["recon"])
         if "expost" in sets:
             images["expost"] = nets.decode(expost_gaussian(nets.encode(ref["train"]), n, g))

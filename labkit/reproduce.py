@@ -6,10 +6,11 @@ Each call continues where the last stopped (the work folder keeps data, checkpoi
 evaluation caches): it builds the HDF5 files from the zip, trains vae, gan and vaegan until the
 time limit (each stop leaves a checkpoint), and once all three are trained executes the
 notebooks (figures, evaluation) and packs into DIR only what must come back: the executed
-notebooks, figures, metrics, each run's options, stats, log and a few grids, in at most
-MAX_PARTS files of under PART_MIB. Checkpoints stay in the work folder. A call that stops
-sooner packs the runs' progress (options, stats, log, grids): a machine lent for minutes sends
-back what it measured even when the reproduction does not fit in them.
+notebooks, figures, metrics, each run's options, stats, log, a few grids and the held-out
+reconstructions its evaluation scored (for `identity` at home), in at most MAX_PARTS files of
+under PART_MIB. Checkpoints stay in the work folder. A call that stops sooner packs the runs'
+progress (options, stats, log, grids): a machine lent for minutes sends back what it measured
+even when the reproduction does not fit in them.
 Back home, `python -m labkit report --from DIR` builds the report from them.
 """
 import io
@@ -93,7 +94,8 @@ def _members(build):
     yield from (p for p in (build / "figures").rglob("*") if p.is_file() and "cache" not in p.parts)
     for model in MODELS:
         run = build / "runs" / model
-        yield from (run / name for name in ("options.json", "stats.jsonl", "log.txt") if (run / name).is_file())
+        yield from (run / name for name in ("options.json", "stats.jsonl", "log.txt", "reconstructions.npz")
+                    if (run / name).is_file())
         grids = sorted(run.glob("grids/epoch-*.png"))
         keep = {f"epoch-{e:04d}.png" for e in GRID_EPOCHS} | ({grids[-1].name} if grids else set())
         yield from (g for g in grids if g.name in keep)

@@ -4,12 +4,14 @@
     stats.jsonl     one JSON line per `log_every` steps (losses, diagnostics) and per epoch
     log.txt         what the run said, with times
     grids/          epoch-NNNN.png: fixed held-out faces reconstructed, fixed noise sampled
+    reconstructions.npz  the held-out faces' reconstructions its evaluation scored (VAE, VAE-GAN)
     checkpoint.pt   weights (and their average, option ema), optimizer and RNG state; opens with
                     torch.load(weights_only=True)
     .lock           held by the process training into the folder
 """
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import platform
@@ -18,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from labkit import LabkitError, data as D
@@ -50,6 +53,7 @@ class Run:
         self.path = Path(path)
         self.checkpoint = self.path / "checkpoint.pt"
         self.grids = self.path / "grids"
+        self.reconstructions = self.path / "reconstructions.npz"
 
     # options and provenance
     def write_options(self, record):
@@ -109,6 +113,19 @@ class Run:
             os.fsync(f.fileno())
         os.replace(tmp, self.checkpoint)
 
+    # the evaluation's reconstructions: they travel where the checkpoint (~1 GB at full size) cannot
+    def keep_reconstructions(self, images_u8, faces_u8):
+        tmp = self.path / "reconstructions.tmp.npz"
+        np.savez_compressed(tmp, images=images_u8.numpy(), faces=_digest(faces_u8))
+        os.replace(tmp, self.reconstructions)
+
+    def kept_reconstructions(self, faces_u8):
+        """The kept reconstructions of exactly these faces (the same images, in order), else None."""
+        if not self.reconstructions.is_file():
+            return None
+        with np.load(self.reconstructions) as kept:
+            return torch.from_numpy(kept["images"]) if str(kept["faces"]) == _digest(faces_u8) else None
+
     @contextlib.contextmanager
     def lock(self):
         """One process per run folder. flock is released by the kernel even after kill -9."""
@@ -122,6 +139,10 @@ class Run:
             yield
         finally:
             handle.close()
+
+
+def _digest(images_u8):
+    return hashlib.sha256(images_u8.contiguous().numpy().tobytes()).hexdigest()
 
 
 def load_checkpoint(path):

@@ -1,4 +1,5 @@
 import json
+import shutil
 import sys
 
 import numpy as np
@@ -8,8 +9,9 @@ import torch
 from conftest import shared_data
 from labkit import LabkitError, identity as I
 from labkit.__main__ import main
-from labkit.data import synthetic_images
-from labkit.metrics import sharpness
+from labkit.data import holdout_set, synthetic_images
+from labkit.metrics import recon_errors, sharpness
+from labkit.runs import Run, load_nets
 
 
 def test_scores_tell_own_faces_from_others():
@@ -45,6 +47,8 @@ def test_unjudged_names_the_runs_identity_json_did_not_measure():
     del judged["rows"]["vae"]
     assert I.unjudged(judged, metrics) == ["vae", "vaegan"]
     judged["rows"]["vae"], metrics["runs"]["vaegan"]["mse"] = {"mse": 0.0123}, 0.0198
+    judged["protocol"]["faces"] = "/elsewhere/holdout.h5"  # the metrics of a lent GPU name its paths
+    assert I.unjudged(judged, metrics) == []
     judged["protocol"]["count"] = 500  # other faces
     assert I.unjudged(judged, metrics) == ["vae", "vaegan"]
 
@@ -64,6 +68,37 @@ def test_inputs_are_checked_before_the_slow_part(two_runs, monkeypatch, capsys):
     assert "nothing to judge" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["identity", "--blur", "-1"])
+
+
+class PixelNet:
+    """FaceNet's stand-in: an image's pixels are its descriptor."""
+    seen = {}
+
+    def __init__(self, faces, progress=True):
+        self.real, self.detected, self.version = self.descriptors(faces), len(faces), "pixels"
+
+    def descriptors(self, images, desc=None):
+        self.seen[desc] = images
+        return images.flatten(1).double().numpy() / 255
+
+
+def test_a_run_from_a_lent_gpu_is_judged_by_the_reconstructions_its_evaluation_kept(two_runs, tmp_path, monkeypatch):
+    monkeypatch.setattr(I, "_dlib", lambda: None)
+    monkeypatch.setattr(I, "FaceNet", PixelNet)
+    run = tmp_path / "vae"  # what reproduce sends back: no checkpoint
+    shutil.copytree(two_runs / "vae", run, ignore=shutil.ignore_patterns("checkpoint.pt"))
+    faces, _ = holdout_set(None, 40)
+    drawn = I.blurred(faces, 1)  # stands for what the network drew there
+    Run(run).keep_reconstructions(drawn, faces)
+    r = I.identity([run], n=40, progress=False)
+    assert torch.equal(PixelNet.seen["vae"], drawn)
+    assert r["rows"]["vae"]["mse"] == recon_errors(faces, drawn)[0]
+    with pytest.raises(LabkitError, match="no checkpoint, and the reconstructions its evaluation kept are of other faces"):
+        I.identity([run], n=39, progress=False)
+    # Where the checkpoint is, reconstructions kept of other faces are drawn again by the networks.
+    Run(two_runs / "vae").keep_reconstructions(drawn[:39], faces[:39])
+    nets, _ = load_nets(two_runs / "vae")
+    assert torch.equal(I.reconstructions(two_runs / "vae", faces), nets.decode(nets.encode(faces)))
 
 
 @pytest.mark.skipif(shared_data() is None, reason="needs real faces: LABKIT_DATA")

@@ -9,6 +9,7 @@ from torch import nn
 
 from labkit import data as D, metrics as M
 from labkit.__main__ import main
+from labkit.runs import Run
 
 from conftest import tiny_extractor
 
@@ -74,6 +75,12 @@ def test_evaluate_writes_the_protocol_every_metric_and_the_floor(two_runs, tmp_p
     assert 0 < p["floor_fid"] < min(vae["fid_prior"], gan["fid_prior"])
     text = M.table(r)
     assert "| FID prior samples |" in text and f"| {p['floor_fid']:.4g} |" in text
+    # The reconstructions scored are kept with the run, for identity where the checkpoint cannot go.
+    held_out, _ = D.holdout_set(None, 150)
+    kept = Run(two_runs / "vae").kept_reconstructions(held_out)
+    assert kept.shape == held_out.shape and M.recon_errors(held_out, kept)[0] == vae["mse"]
+    assert Run(two_runs / "vae").kept_reconstructions(held_out[:149]) is None  # of other faces
+    assert not Run(two_runs / "gan").reconstructions.exists()
 
 
 def test_sets_can_be_chosen(two_runs, tmp_path):

@@ -1,15 +1,17 @@
 """`reproduce` on a machine lent for minutes: every call sends back what it has, the next
 continues, and the notebooks wait for the Inception weights instead of failing halfway."""
 import io
+import shutil
 import tarfile
 
 import pytest
 
-from conftest import TINY
+from conftest import TINY, tiny_extractor
 from labkit import LabkitError
 from labkit.__main__ import main
 from labkit.models import MODELS
-from labkit.reproduce import report_from, reproduce
+from labkit.metrics import evaluate
+from labkit.reproduce import pack, report_from, reproduce
 from labkit.runs import Run
 
 SETTINGS = dict(epochs=2, batch=16, limit=64, log_every=2, ckpt_every=3, **TINY)  # 8 steps a model
@@ -55,3 +57,12 @@ def test_the_command_line_passes_epochs_and_the_fast_path_to_every_run(celeba_li
     for model in MODELS:
         o = Run(tmp_path / "build" / "runs" / model).options()
         assert (o["epochs"], o["fast"], o["width"]) == (1, False, 0.125)
+
+
+def test_the_results_carry_the_reconstructions_the_evaluation_kept_not_the_checkpoint(two_runs, tmp_path):
+    build = tmp_path / "build"
+    shutil.copytree(two_runs / "vae", build / "runs" / "vae")
+    evaluate([build / "runs" / "vae"], n=16, n_ref=16, extractor=tiny_extractor(), sets=("prior", "recon"))
+    pack(build, tmp_path / "out")
+    names = packed(tmp_path / "out")
+    assert "runs/vae/reconstructions.npz" in names and "runs/vae/checkpoint.pt" not in names
