@@ -96,9 +96,11 @@ def test_a_run_from_a_lent_gpu_is_judged_by_the_reconstructions_its_evaluation_k
     with pytest.raises(LabkitError, match="no checkpoint, and the reconstructions its evaluation kept are of other faces"):
         I.identity([run], n=39, progress=False)
     # Where the checkpoint is, reconstructions kept of other faces are drawn again by the networks.
-    Run(two_runs / "vae").keep_reconstructions(drawn[:39], faces[:39])
-    nets, _ = load_nets(two_runs / "vae")
-    assert torch.equal(I.reconstructions(two_runs / "vae", faces), nets.decode(nets.encode(faces)))
+    home = tmp_path / "home" / "vae"
+    shutil.copytree(two_runs / "vae", home)
+    Run(home).keep_reconstructions(drawn[:39], faces[:39])
+    nets, _ = load_nets(home)
+    assert torch.equal(I.reconstructions(home, faces), nets.decode(nets.encode(faces)))
 
 
 @pytest.mark.skipif(shared_data() is None, reason="needs real faces: LABKIT_DATA")
