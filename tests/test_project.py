@@ -20,9 +20,11 @@ def test_environment_yml_lists_the_same_packages_as_pyproject():
 
 
 def test_ci_runs_the_readme_test_command():
-    readme = (ROOT / "README.md").read_text()
-    assert "make test" in readme and "make report" in readme
-    assert (ROOT / ".ci" / "run").read_text().strip().splitlines()[-1] == "make test"
+    # The commands a new user copies: the fenced block under "## Two commands", one per line.
+    block = (ROOT / "README.md").read_text().split("## Two commands", 1)[1].split("```")[1]
+    commands = [line.split("#")[0].strip() for line in block.splitlines()[1:] if line.strip()]
+    assert commands == ["make report", "make test"]
+    assert (ROOT / ".ci" / "run").read_text().strip().splitlines()[-1] == commands[1]
 
 
 def test_notebooks_are_committed_without_outputs():
