@@ -11,15 +11,17 @@ from pathlib import Path
 
 from labkit import LabkitError
 from labkit.metrics import evaluate
+from labkit.models import MODELS
 from labkit.options import OPTIONS, evaluation, profile_settings
 from labkit.runs import Run
 from labkit.train import training_loop
 
-# The settings a row may change, and the handout's value of each (the table's defaults).
-VAEGAN_SETTINGS = ("optimizer", "beta", "gamma", "g_loss", "d_weights", "recon_fake", "feature_layer", "feature_norm",
-                   "dec_batch", "margin", "lr_decay", "weight_decay", "init")
+# The settings a row may change: the VAE-GAN's own (its registry entry's) and the optimizer's; the
+# handout's value of each is the table's default.
+VAEGAN_SETTINGS = (*MODELS["vaegan"].settings, "optimizer", "lr_decay", "weight_decay", "init")
 HANDOUT = {k: OPTIONS[k].default for k in VAEGAN_SETTINGS}
 
+# Why each row is here, and what it measured: docs/cpu-profile.md#the-ablation.
 ROWS = {
     "handout": {},
     "saturating": dict(g_loss="saturating"),
@@ -28,27 +30,21 @@ ROWS = {
     "feature_norm": dict(feature_norm=True),
     "dec_batch=joint": dict(dec_batch="joint"),
     "margin=0.35": dict(margin=0.35),
-    "margin=0.35 + recon_fake=false": dict(margin=0.35, recon_fake=False),  # as the authors' final CelebA script
-    # The feature term's weight: at gamma 5 the GAN term pulls the decoder 4-5x harder (diagnostics, batch 32).
+    "margin=0.35 + recon_fake=false": dict(margin=0.35, recon_fake=False),
     "margin=0.35 + gamma=25": dict(margin=0.35, gamma=25.0),
     "margin=0.35 + gamma=100": dict(margin=0.35, gamma=100.0),
-    # Which Dis_l: normalised, and a lower layer l, which keeps more of the face's spatial detail (16x16 at
-    # layer 3, 32x32 at layer 2). Layer 2's output is so small that, unnormalised, the KL term wins: 1 nat of
-    # code by step 50 (batch 32).
     "margin=0.35 + feature_norm": dict(margin=0.35, feature_norm=True),
     "margin=0.35 + feature_layer=3": dict(margin=0.35, feature_layer=3),
     "margin=0.35 + feature_layer=3 + feature_norm": dict(margin=0.35, feature_layer=3, feature_norm=True),
     "margin=0.35 + feature_layer=2 + feature_norm": dict(margin=0.35, feature_layer=2, feature_norm=True),
-    # At layer 2 the GAN term still pulls the decoder 2.5x harder than the feature term (16 epochs).
     "margin=0.35 + feature_layer=2 + feature_norm + gamma=10": dict(margin=0.35, feature_layer=2, feature_norm=True,
                                                                    gamma=10.0),
-    # The KL is divided by Dis_l's element count, 8x larger at layer 2 than at layer 4: beta 8 restores its weight.
     "margin=0.35 + feature_layer=2 + feature_norm + gamma=10 + beta=8": dict(margin=0.35, feature_layer=2,
                                                                             feature_norm=True, gamma=10.0, beta=8.0),
     "margin=0.35 + feature_layer=1 + feature_norm": dict(margin=0.35, feature_layer=1, feature_norm=True),
     "lr_decay=0.1": dict(lr_decay=0.1),
     "authors' init+decay": dict(init="glorot", weight_decay=1e-5),
-    "optimizer=adam": dict(optimizer="adam"),  # DCGAN's Adam(0.5, 0.999): cpu size, a checkerboard by epoch 2
+    "optimizer=adam": dict(optimizer="adam"),
 }
 
 

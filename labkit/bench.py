@@ -13,10 +13,11 @@ from pathlib import Path
 import torch
 
 from labkit import data as D
-from labkit.models import Nets
+from labkit.device import accelerate, native_bf16
+from labkit.models import MODELS, Nets
 from labkit.options import PROFILES, options
 from labkit.runs import Run, provenance
-from labkit.train import accelerate, make_optimizers, native_bf16, train_step
+from labkit.train import make_optimizers, train_step
 
 SIZES = {"handout": dict(width=1.0, latent=2048),
          **{p: {k: PROFILES[p][k] for k in ("width", "latent")} for p in ("cpu", "smoke")}}
@@ -107,7 +108,7 @@ def bench(model, size, batch, device, fast, images, h5, steps, warmup):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--models", nargs="+", default=["vae", "gan", "vaegan"])
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     p.add_argument("--sizes", nargs="+", default=["handout", "smoke"], choices=list(SIZES))
     p.add_argument("--batches", nargs="+", type=int, default=[64])
     p.add_argument("--steps", type=int, default=None, help="timed steps (default: 30 on cuda, 5 on cpu)")

@@ -20,7 +20,7 @@ import torch
 
 from labkit import LabkitError, data as D
 from labkit.metrics import recon_errors
-from labkit.models import MODELS
+from labkit.models import spec
 from labkit.runs import Run, load_nets
 
 THRESHOLD = 0.6  # dlib's same-person distance
@@ -112,7 +112,7 @@ def reconstructions(run, faces):
     by its networks."""
     run = Run(run)
     model = run.options()["model"]
-    if not MODELS[model]["encoder"]:
+    if not spec(model).has_encoder:
         raise LabkitError(f"{run.path}: a {model} has no encoder, so no reconstructions to judge")
     kept = run.kept_reconstructions(faces)
     if kept is not None:
@@ -155,13 +155,14 @@ def identity(runs, data=None, n=1000, blurs=(), out=None, progress=True):
 
 
 def unjudged(judged, metrics):
-    """The models (vae, vaegan) of a metrics.json that an identity.json did not judge. The same
-    networks on the same held-out faces give the same pixel error, to the last digit."""
+    """The models of a metrics.json that reconstruct (those it measured a pixel error for) and that
+    an identity.json did not judge. The same networks on the same held-out faces give the same
+    pixel error, to the last digit."""
     p, q = judged["protocol"], metrics["protocol"]
     # By file name: results sent back from a lent GPU name its paths.
     same_faces = (Path(p["faces"]).name, p["count"]) == (Path(q["reference"]).name, q["reference_count"])
-    return [m for m in ("vae", "vaegan")
-            if not same_faces or judged["rows"].get(m, {}).get("mse") != metrics["runs"].get(m, {}).get("mse")]
+    return [m for m, r in metrics["runs"].items()
+            if "mse" in r and (not same_faces or judged["rows"].get(m, {}).get("mse") != r["mse"])]
 
 
 def table(results):

@@ -1,4 +1,7 @@
-"""Losses of the three models, and which network each one trains.
+"""The loss terms, and one function per model that computes the terms it logs.
+
+Which network trains from which terms is the model registry's business (labkit.models.MODELS);
+a model's loss function only runs the forward pass and returns every term by name.
 
 Reduction convention (the handout's gamma = 5 only means something with one): every
 reconstruction term is a mean over its elements and the batch, and the KL term is the per-image
@@ -81,37 +84,35 @@ def diagnostics(real_logit, fake_logits, **logits):
     return {k: v.detach() for k, v in out.items()}
 
 
-def compute_losses(nets, x, generator, beta=1.0, gamma=5.0, g_loss="nonsaturating", shard=(0, 1),
-                   d_weights="sum", recon_fake=True, feature_norm=False, dec_batch="split"):
-    """One forward pass of `nets.model` on batch x (this process's `shard` of the global batch).
+# ----------------------------------------------------------------------------------------------
+# One function per model: (nets, x, draw, settings it reads) -> {term: scalar}. `draw(n, dim,
+# like)` draws N(0, I) noise for this process's rows of the batch (see labkit.models.compute_losses).
 
-    Returns (losses, objectives): `losses` are the logged scalars; `objectives` maps each network
-    name ("enc", "dec", "dis") to the loss whose gradient that network, and only it, follows.
-    """
-    model, n = nets.model, x.shape[0]
-
-    def reparameterize(mu, logvar):
-        return mu + noise(n, mu.shape[1], mu, generator, shard) * (0.5 * logvar).exp()
-
-    if model == "vae":
-        mu, logvar = nets.enc(x)
-        recon = nets.dec(reparameterize(mu, logvar))
-        rec = gaussian_llike(x, recon)
-        prior = kl_prior(mu, logvar, per=x[0].numel())
-        total = rec + beta * prior
-        return {"rec": rec, "kl": prior}, {"enc": total, "dec": total}
-
-    z_p = noise(n, nets.latent, x, generator, shard)
-    if model == "gan":
-        # One discriminator pass over real and fake keeps BatchNorm statistics shared.
-        logits, _ = nets.dis(torch.cat([x, nets.dec(z_p)]))
-        real, fake = logits.split(n)
-        d_loss, g = discriminator_loss(real, [fake], d_weights), generator_loss([fake], g_loss)
-        return {"d": d_loss, "g": g, **diagnostics(real, [fake], real=real, prior=fake)}, {"dis": d_loss, "dec": g}
-
-    # VAE-GAN, Algorithm 1.
+def _posterior(nets, x, draw):
     mu, logvar = nets.enc(x)
-    z = reparameterize(mu, logvar)
+    return mu, logvar, mu + draw(x.shape[0], mu.shape[1], mu) * (0.5 * logvar).exp()
+
+
+def vae_losses(nets, x, draw):
+    """hw2: a pixel-wise Gaussian likelihood and the KL prior, per pixel element."""
+    mu, logvar, z = _posterior(nets, x, draw)
+    return {"rec": gaussian_llike(x, nets.dec(z)), "kl": kl_prior(mu, logvar, per=x[0].numel())}
+
+
+def gan_losses(nets, x, draw, g_loss, d_weights):
+    """hw3: one discriminator pass over real and fake keeps BatchNorm statistics shared."""
+    n = x.shape[0]
+    logits, _ = nets.dis(torch.cat([x, nets.dec(draw(n, nets.latent, x))]))
+    real, fake = logits.split(n)
+    return {"d": discriminator_loss(real, [fake], d_weights), "g": generator_loss([fake], g_loss),
+            **diagnostics(real, [fake], real=real, prior=fake)}
+
+
+def vaegan_losses(nets, x, draw, g_loss, d_weights, recon_fake, feature_norm, dec_batch):
+    """Algorithm 1's forward pass: the prior, the feature-wise likelihood on Dis_l, the GAN terms."""
+    n = x.shape[0]
+    z_p = draw(n, nets.latent, x)  # before the posterior's noise: the order every published run drew them in
+    mu, logvar, z = _posterior(nets, x, draw)
     if dec_batch == "joint":
         # One decoder pass: BatchNorm normalises reconstructions and prior samples together, so
         # its running statistics (used for every figure) describe the batches it trained on.
@@ -130,11 +131,9 @@ def compute_losses(nets, x, generator, beta=1.0, gamma=5.0, g_loss="nonsaturatin
         logits, _ = nets.dis(torch.cat([x, x_p]))
         real, fake_p = logits.split(n)
         fakes = [fake_p]
-    # Dis_l(x) is the fixed target of the reconstruction (routing itself is backward_routed's job).
-    llike = feature_llike(feat_real.detach(), feat_rec, feature_norm)
-    prior = kl_prior(mu, logvar, per=feat_rec[0].numel())
-    d_loss = discriminator_loss(real, fakes, d_weights)
-    g = generator_loss(fakes, g_loss)
     seen = dict(real=real, prior=fake_p, **({"recon": fake_rec} if recon_fake else {}))
-    losses = {"kl": prior, "llike": llike, "d": d_loss, "g": g, **diagnostics(real, fakes, **seen)}
-    return losses, {"enc": beta * prior + llike, "dec": gamma * llike + g, "dis": d_loss}
+    # Dis_l(x) is the fixed target of the reconstruction; which network learns from it is routing's job.
+    return {"kl": kl_prior(mu, logvar, per=feat_rec[0].numel()),
+            "llike": feature_llike(feat_real.detach(), feat_rec, feature_norm),
+            "d": discriminator_loss(real, fakes, d_weights), "g": generator_loss(fakes, g_loss),
+            **diagnostics(real, fakes, **seen)}

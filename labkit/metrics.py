@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from labkit import LabkitError, data as D
+from labkit.models import MODELS
+from labkit.options import learned_settings
 from labkit.runs import Run, load_nets, provenance
 
 SETS = ("prior", "recon", "expost")
@@ -134,9 +136,7 @@ def evaluate_run(run, ref, extractor, n, sets=SETS, seed=0, device="cpu"):
     nets, o = load_nets(run, device)
     g = torch.Generator().manual_seed(seed)
     images = {"prior": nets.decode(torch.randn(n, o["latent"], generator=g))}
-    result = {"model": o["model"], "run": str(run), "options": {k: o.get(k) for k in (
-        "profile", "epochs", "batch", "lr", "lr_decay", "optimizer", "beta", "gamma", "g_loss", "d_weights", "recon_fake",
-        "feature_layer", "feature_norm", "dec_batch", "margin", "weight_decay", "init", "latent", "width", "limit", "seed")}}
+    result = {"model": o["model"], "run": str(run), "options": learned_settings(o)}
     if nets.has_encoder:
         if "recon" in sets:
             images["recon"] = nets.decode(nets.encode(ref["held_out"]))
@@ -209,7 +209,8 @@ def table(results):
     """The metrics side by side as markdown: one row per metric, one column per run, and the
     real faces' value (the FID/KID floor, real sharpness) where there is one."""
     runs, p = results["runs"], results["protocol"]
-    head = "| metric | " + " | ".join(runs) + " | real faces |\n|---|" + "---|" * (len(runs) + 1) + "\n"
+    names = [MODELS[r["model"]].title if r["model"] in MODELS else name for name, r in runs.items()]
+    head = "| metric | " + " | ".join(names) + " | real faces |\n|---|" + "---|" * (len(runs) + 1) + "\n"
     body = ""
     for label, key, scale, real in ROWS:
         if any(key in r for r in runs.values()):

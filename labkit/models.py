@@ -1,13 +1,19 @@
-"""The handout's three networks (Larsen et al. 2016, Table in the lab handout).
+"""The handout's three networks, and the registry of the models built from them.
 
 Every layer follows the handout's tables: 64x64 RGB input, kernel 5 everywhere, latent 2048.
 `width` scales every channel count and hidden FC size so that tests and CPU smoke runs can use
 the same code at a fraction of the cost; width=1 is the handout's exact network.
 """
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
+from labkit import LabkitError, losses as L
 from labkit.data import to_float, to_uint8
+
 
 def _ch(n, width):
     return max(1, round(n * width))
@@ -98,18 +104,16 @@ class Discriminator(nn.Module):
 
 
 class Nets(nn.Module):
-    """The networks one model trains, so that one state_dict holds a whole run's weights."""
+    """The networks one model trains (its registry entry's), so that one state_dict holds a whole
+    run's weights."""
 
     def __init__(self, model, latent=2048, width=1.0, init="normal", feature_layer=4):
         super().__init__()
-        if model not in MODELS:
-            raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
-        self.model, self.latent = model, latent
-        if MODELS[model]["encoder"]:
-            self.enc = Encoder(latent, width)
-        self.dec = Decoder(latent, width)
-        if MODELS[model]["discriminator"]:
-            self.dis = Discriminator(width, feature_layer)
+        self.model, self.spec, self.latent = model, spec(model), latent
+        builders = {"enc": lambda: Encoder(latent, width), "dec": lambda: Decoder(latent, width),
+                    "dis": lambda: Discriminator(width, feature_layer)}
+        for name in self.spec.networks:
+            setattr(self, name, builders[name]())
         self.apply(lambda m: init_weights(m, init))
 
     @classmethod
@@ -120,7 +124,7 @@ class Nets(nn.Module):
 
     @property
     def has_encoder(self):
-        return MODELS[self.model]["encoder"]
+        return self.spec.has_encoder
 
     @torch.no_grad()
     def reconstruct(self, x):
@@ -145,12 +149,121 @@ class Nets(nn.Module):
         return torch.cat([to_uint8(self.dec(z[i:i + batch].to(dev))).cpu() for i in range(0, len(z), batch)])
 
 
-# The factory: which networks each model owns. hw2 = VAE, hw3 = GAN.
+# ----------------------------------------------------------------------------------------------
+# The model registry: what each model of the comparison is. Adding a model is one entry here and
+# one loss function in labkit.losses; the CLI, the options, training, evaluation, the notebooks
+# and the report all read this table.
+
+@dataclass(frozen=True)
+class Model:
+    title: str                  # how figures and the report name it
+    networks: tuple             # the networks it owns: enc, dec, dis
+    trains: dict                # network -> its objective: a sum of logged terms, each optionally "setting * term"
+    loss: Callable              # (nets, x, draw, *settings) -> {term: scalar}: the forward pass (labkit.losses)
+    settings: tuple = ()        # the settings that shape it beyond the shared ones (the report's settings table)
+    paper: str = ""             # what it is, in one line, for the report
+
+    @property
+    def has_encoder(self):
+        return "enc" in self.networks
+
+    @property
+    def loss_settings(self):
+        """The settings its loss function reads: the parameters after (nets, x, draw)."""
+        return tuple(inspect.signature(self.loss).parameters)[3:]
+
+    def terms(self, network):
+        """A network's objective as [(weight setting or None, term)], e.g. [("gamma", "llike"), (None, "g")]."""
+        out = []
+        for part in self.trains[network].split("+"):
+            weight, _, term = part.rpartition("*")
+            out.append((weight.strip() or None, term.strip()))
+        return out
+
+    def adversarial(self, network):
+        """Whether a network's objective holds the generator loss (the equilibrium rule may freeze it)."""
+        return any(term == "g" for _, term in self.terms(network))
+
+    def objectives(self, losses, settings):
+        """{network: the scalar whose gradient that network, and only it, follows}. Networks with the
+        same objective share one tensor, so one backward pass serves them (the VAE's)."""
+        shared = {}
+        for network in self.trains:
+            key = tuple(self.terms(network))
+            if key not in shared:
+                parts = [losses[t] if w is None else settings[w] * losses[t] for w, t in key]
+                shared[key] = sum(parts[1:], parts[0])
+        return {network: shared[tuple(self.terms(network))] for network in self.trains}
+
+
+# The paper's four models (Larsen et al. 2016, figures 3 and 4), in its order; hw2 = VAE, hw3 = GAN.
 MODELS = {
-    "vae": {"encoder": True, "discriminator": False, "title": "VAE (hw2)"},
-    "gan": {"encoder": False, "discriminator": True, "title": "GAN (hw3)"},
-    "vaegan": {"encoder": True, "discriminator": True, "title": "VAE-GAN"},
+    "vae": Model("VAE (hw2)", ("enc", "dec"), {"enc": "rec + beta * kl", "dec": "rec + beta * kl"}, L.vae_losses,
+                 ("beta",), "a VAE with a pixel-wise Gaussian likelihood"),
+    "vaedisl": Model("VAE-Dis_l", ("enc", "dec", "dis"), {"enc": "beta * kl + llike", "dec": "llike", "dis": "d"},
+                     L.vaegan_losses, ("beta", "d_weights", "recon_fake", "feature_layer", "feature_norm",
+                                       "dec_batch", "margin"),
+                     "a VAE whose likelihood is measured on Dis_l; D trains as the VAE-GAN's, the decoder gets "
+                     "no GAN gradient"),
+    "vaegan": Model("VAE-GAN", ("enc", "dec", "dis"), {"enc": "beta * kl + llike", "dec": "gamma * llike + g",
+                                                        "dis": "d"},
+                    L.vaegan_losses, ("beta", "gamma", "g_loss", "d_weights", "recon_fake", "feature_layer",
+                                      "feature_norm", "dec_batch", "margin"),
+                    "Algorithm 1: the decoder also learns to fool D"),
+    "gan": Model("GAN (hw3)", ("dec", "dis"), {"dec": "g", "dis": "d"}, L.gan_losses,
+                 ("g_loss", "d_weights", "margin"), "the decoder as a generator, trained against D"),
 }
+
+
+# How the report writes each logged term and weight (a term not listed is written by its name).
+SYMBOLS = {"rec": r"\mathcal{L}_{pixel}", "kl": r"\mathcal{L}_{prior}", "llike": r"\mathcal{L}_{llike}^{Dis_l}",
+           "g": r"\mathcal{L}_{G}", "d": r"\mathcal{L}_{D}", "beta": r"\beta", "gamma": r"\gamma"}
+
+
+def objective_math(model, network):
+    """A network's objective as inline math, e.g. $\\gamma\\,\\mathcal{L}_{llike}^{Dis_l} + \\mathcal{L}_{G}$."""
+    def term(weight, name):
+        symbol = SYMBOLS.get(name, rf"\mathrm{{{name}}}")
+        return symbol if weight is None else rf"{SYMBOLS.get(weight, weight)}\,{symbol}"
+    return "$" + " + ".join(term(w, t) for w, t in MODELS[model].terms(network)) + "$"
+
+
+def models_table(models=None):
+    """The registry as a markdown table: each model, what it is, and what trains each network."""
+    models = list(models or MODELS)
+    names = {"enc": "encoder", "dec": "decoder", "dis": "discriminator"}
+    # pandoc sizes the PDF's columns by these dashes: room for what each model is
+    lines = ["| model | what it is | " + " | ".join(f"{n} learns from" for n in names.values()) + " |",
+             "|" + "|".join("-" * w for w in (10, 34, 16, 14, 12)) + "|"]
+    for m in models:
+        cells = [objective_math(m, n) if n in MODELS[m].trains else "–" for n in names]
+        lines.append(f"| {MODELS[m].title} | {MODELS[m].paper} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def spec(model):
+    """A model's registry entry; an unknown name is refused in one line."""
+    if model not in MODELS:
+        raise LabkitError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
+    return MODELS[model]
+
+
+def with_encoder():
+    """The models that reconstruct (those with an encoder), in the registry's order."""
+    return [m for m, s in MODELS.items() if s.has_encoder]
+
+
+def compute_losses(nets, x, generator, settings, shard=(0, 1)):
+    """One forward pass of `nets.model` on batch x (this process's `shard` of the global batch).
+
+    Returns (losses, objectives): `losses` are the logged scalars; `objectives` maps each network
+    to the loss whose gradient that network, and only it, follows (the registry's `trains`).
+    `settings` holds at least the model's loss settings and objective weights (a run's options).
+    """
+    model = spec(nets.model)
+    losses = model.loss(nets, x, lambda n, dim, like: L.noise(n, dim, like, generator, shard),
+                        **{k: settings[k] for k in model.loss_settings})
+    return losses, model.objectives(losses, settings)
 
 
 # The networks that make images: the ones a run's moving average (option ema) keeps.

@@ -2,7 +2,7 @@
 
 The table is the single source: `options()` fills and checks a run's settings from it, the CLI
 builds its arguments from it (`add_arguments`), the notebooks pass its names through, and the
-report describes a run with its help strings.
+report's settings table describes a comparison with its help strings.
 """
 import math
 import os
@@ -19,41 +19,19 @@ ON_NAN = ("stop", "rollback")
 EQUILIBRIUM = 0.68
 
 
-# What each profile sets, training and evaluation alike (per_model: settings for one model
-# only). smoke: a width-1/8 network on a small set, minutes on a CPU, a pipeline check. full: the
-# handout's settings, a GPU job.
+# What each profile sets, training and evaluation alike (per_model: settings for some models only).
+# smoke: a width-1/8 network on a small set, minutes on a CPU, a pipeline check. full: the
+# handout's settings, a GPU job. cpu: the handout's tables at width 1/4 on all 8,000 training faces,
+# with the settings each row of docs/cpu-profile.md chose on its evidence, sized so that the four
+# trainings and their evaluation fit in an hour on a 2-core laptop.
+FEATURE_METRIC = dict(beta=8.0)  # the models whose likelihood is on Dis_l: KL weighed as at layer 4 (docs/cpu-profile.md#beta)
 PROFILES = {
     "smoke": dict(width=0.125, latent=128, epochs=4, batch=32, limit=2048, log_every=10, ckpt_every=100,
                   eval_n=64, n_ref=64),
-    # cpu: the handout's tables at width 1/4 on all 8,000 training faces, with the VAE-GAN
-    # settings the ablation keeps; the three trainings and their evaluation fit in an hour on
-    # a 2-core laptop (labkit/ablation.py). Width 1/2 scores better (prior FID VAE-GAN 67.5, GAN
-    # 63.5, VAE 151.1) but trains 2.5-3.4x as long, about an hour for the report, and puts the GAN
-    # ahead (figures/cpu/README.md). Batch 32: at batch 64 (half the updates) the VAE-GAN
-    # was limited by its number of updates (prior FID 203 at batch 64, 137 at batch 32, 8 epochs).
-    # Kept, against the handout's prior FID 184, reconstruction FID 120 and pixel MSE 0.044
-    # (figures/cpu/ablation.json, 8 epochs): the authors' equilibrium rule, margin 0.35, for the
-    # GAN too (137, 101, 0.033); and Dis_l from D's 2nd conv (32x32), normalised (127, 100,
-    # 0.026): at 8x8 the reconstructions lose identity. 16 epochs, since bf16 on CPUs that have
-    # it (the fast path) halves a step: 92, 73, 0.024 against 119, 93, 0.028 at 8 epochs (gamma 5).
-    # Trained on to 20 and 24 epochs, all three improve and by 24 the GAN overtakes the VAE-GAN
-    # (71.7 against 73.2 prior FID) with no face of the reconstruction grid regained
-    # (figures/cpu/README.md).
-    # gamma 10: at gamma 5 the GAN term still pulled the decoder 2.5x harder than the feature term;
-    # at 16 epochs gamma 10 had the lower pixel error on each of the three seeds both ran (1.85-2.02x
-    # the VAE's over five runs, against 2.05-2.23x) and the lower mean prior FID (97 against 99).
-    # ema 10 kimg (StyleGAN2-ADA's at batch 32; by the ramp-up 6.4 kimg at the end of 128 kimg), all
-    # three models: figures and metrics from the averaged weights lose the last steps' colour noise;
-    # prior FID at 16 epochs, seeds 1-3: GAN 113.4 -> 108.2, 103.6 -> 98.2, 99.0 -> 86.6; VAE-GAN
-    # 93.4 -> 92.8, 97.4 -> 90.2, 99.3 -> 90.3 (figures/cpu/README.md).
-    # The VAE-GAN's beta 8 (the VAE keeps the handout's 1): the KL is divided by Dis_l's element
-    # count, 8x larger at layer 2 than at the authors' layer 4, so beta 8 gives it the weight it
-    # had there. Prior FID at 16 epochs: the report (seed 0) 91.6 -> 81.7, seeds 1-3 92.8 -> 83.5,
-    # 90.2 -> 88.5, 90.3 -> 80.7, each below the same seed's GAN; pixel MSE 1.6-2.0x the VAE's
-    # (figures/cpu/README.md).
     "cpu": dict(width=0.25, latent=128, epochs=16, batch=32, limit=None, log_every=25, ckpt_every=500,
                 margin=0.35, feature_layer=2, feature_norm=True, gamma=10.0, ema=10.0,
-                eval_n=1000, n_ref=1000, eval_sets=("prior", "recon"), per_model={"vaegan": dict(beta=8.0)}),
+                eval_n=1000, n_ref=1000, eval_sets=("prior", "recon"),
+                per_model={"vaegan": FEATURE_METRIC, "vaedisl": FEATURE_METRIC}),
     "full": dict(width=1.0, latent=2048, epochs=100, batch=64, limit=None, log_every=50, ckpt_every=2500,
                  eval_n=10_000, n_ref=None),
 }
@@ -71,7 +49,7 @@ class Option:
     default: object
     help: str
     kind: type = str              # int, float, bool or str
-    choices: tuple = None         # allowed values (kind str)
+    choices: tuple = None         # allowed values (kind str); a dict: its keys, live (the model registry)
     interval: tuple = None        # (low, high]: allowed range (kind int or float)
     low_open: bool = True         # False: [low, high]
     optional: bool = False        # None is allowed (means: see help)
@@ -83,7 +61,7 @@ def _positive(help, default, optional=False):
 
 
 OPTIONS = dict(
-    model        = Option("vaegan", "vae (hw2), gan (hw3) or vaegan", choices=tuple(MODELS)),
+    model        = Option("vaegan", "the model (labkit.models.MODELS): vae (hw2), vaedisl, vaegan or gan (hw3)", choices=MODELS),
     profile      = Option("full", "sets the size and length of a run (see PROFILES) unless given", choices=tuple(PROFILES)),
     data         = Option(None, "celeba64.h5 or its folder (default: $LABKIT_DATA, else synthetic faces)", optional=True),
     epochs       = _positive("passes over the training set (handout: 100)", 100),
@@ -115,6 +93,15 @@ OPTIONS = dict(
     on_nan       = Option("stop", "stop: keep the last good checkpoint and exit; rollback: reload it, halve lr, go on", choices=ON_NAN),
     sync_bn      = Option(False, "under torchrun on GPUs: BatchNorm statistics over the global batch", bool),
 )
+
+
+# Settings that say how a run is carried out, not what it learns: left out of a result's record.
+MECHANICS = ("model", "data", "device", "fast", "log_every", "ckpt_every", "on_nan", "sync_bn")
+
+
+def learned_settings(o):
+    """The settings of a run that shape what it learns (a run recorded before a setting existed: None)."""
+    return {k: o.get(k) for k in OPTIONS if k not in MECHANICS}
 
 
 def options(**overrides):
@@ -190,11 +177,37 @@ def add_arguments(parser):
                                 required=key == "model")
 
 
-def describe(o, keys):
-    """A markdown table of some settings of a run: value, and what it means; bold where the
-    value is not the handout's (the full profile's)."""
-    rows = ["| setting | value | meaning |", "|---|---|---|"]
+# The settings every model trains with; each model adds its registry entry's own (Model.settings).
+SHARED = ("width", "latent", "epochs", "batch", "limit", "optimizer", "lr", "lr_decay", "weight_decay", "init", "ema",
+          "augment", "seed")
+
+
+def _value(v):
+    return "all" if v is None else f"{v:g}" if isinstance(v, float) else str(v).lower() if isinstance(v, bool) else str(v)
+
+
+def settings_table(runs):
+    """The settings of a comparison as one markdown table: a row per setting, the handout's value
+    (the full profile's), then a column per model (runs: model -> its settings), '–' where a
+    setting does not shape that model, bold where a value is not the handout's; below it, what
+    each setting that departs from the handout means."""
+    own = [k for k in OPTIONS if k not in SHARED and any(k in MODELS[m].settings for m in runs)]
+    keys = [*SHARED[:-1], *own, SHARED[-1]]
+    handout = {k: profile_settings("full", next(iter(runs))).get(k, OPTIONS[k].default) for k in keys}
+    lines = ["| setting | handout | " + " | ".join(MODELS[m].title for m in runs) + " |",
+             "|---|---|" + "---|" * len(runs)]
+    departs = []
     for key in keys:
-        value, handout = o[key], profile_settings("full", o["model"]).get(key, OPTIONS[key].default)
-        rows.append(f"| `{key}` | {f'**{value}**' if value != handout else value} | {OPTIONS[key].help} |")
-    return "\n".join(rows)
+        cells = []
+        for m, o in runs.items():
+            if key not in SHARED and key not in MODELS[m].settings:
+                cells.append("–")
+            elif o[key] != handout[key]:
+                cells.append(f"**{_value(o[key])}**")
+                departs.append(key)
+            else:
+                cells.append(_value(o[key]))
+        lines.append(f"| `{key}` | {_value(handout[key])} | " + " | ".join(cells) + " |")
+    notes = [f"- `{k}`: {OPTIONS[k].help}" for k in dict.fromkeys(departs)]
+    return "\n".join(lines) + ("\n\nBold: not the handout's value. What those settings mean:\n\n" + "\n".join(notes)
+                               if notes else "") + "\n"

@@ -1,24 +1,25 @@
-"""One training loop for the VAE (hw2), the GAN (hw3) and the VAE-GAN (Algorithm 1).
+"""One training loop for every model of the registry (labkit.models.MODELS).
 
-`training_loop(run_dir, **settings)` reads as setup, resume, loop and maintenance (stats,
-checkpoints, grids, checks); the settings are those of labkit.options, the run folder's
-contents those of labkit.runs.
+Three levels: `training_loop(run_dir, **settings)` holds the run folder's lock and the rollback
+policy; `train_run` sets up a `Training` (device, data, networks, optimizers, noise; restored
+from the checkpoint when resuming) and hands it to `run_steps`, the loop itself, which on each
+logged step has `maintain` write stats, checkpoints and grids. The settings are those of
+labkit.options, the run folder's contents those of labkit.runs.
 """
 import contextlib
 import sys
 import time
-from pathlib import Path
-from types import SimpleNamespace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from labkit import LabkitError, data as D, plots
 from labkit.augment import augment
+from labkit.device import accelerate, eager, native_bf16, resolve_device
 from labkit.distributed import average_gradients, distributed, leave, local_device, mean_over_ranks
-from labkit.losses import compute_losses
 from labkit.metrics import diversity
-from labkit.models import AVERAGED, MODELS, Nets
+from labkit.models import AVERAGED, Nets, compute_losses
 from labkit.options import EQUILIBRIUM, options
 from labkit.runs import Run, load_checkpoint, load_weights, provenance
 
@@ -28,13 +29,9 @@ COLLAPSE_RATIO = 0.15
 # StyleGAN2-ADA's ramp-up: the average's half-life is at most this fraction of the images seen, so
 # that early grids do not show the random initialisation.
 EMA_RAMPUP = 0.05
-# A spread below this fraction of the run's best so far triggers the breakdown warning: a GAN
-# at the cpu profile with lr_decay 0.1 fell from 0.92 to 0.51 in its last epoch, its samples
-# one red-striped face; 24 other cpu runs (reports, probes, ablation rows) never fell below 0.78.
+# A spread below this fraction of the run's best so far triggers the breakdown warning (docs/cpu-profile.md#collapse).
 BREAKDOWN_RATIO = 0.7
-LOSS_SETTINGS = ("beta", "gamma", "g_loss", "d_weights", "recon_fake", "feature_norm", "dec_batch")
 N_GRID = 64
-CPUINFO = Path("/proc/cpuinfo")  # where Linux lists the CPU's instruction sets
 
 
 class Diverged(LabkitError):
@@ -83,33 +80,36 @@ def train_step(nets, opts, x, generator, o, autocast=False, shard=(0, 1), diagno
     same graph is what breaks older ports on modern PyTorch). `diagnose` adds the decoder's
     gradient norm from each of its terms (two more backward passes: only on logged steps)."""
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=autocast):
-        losses, objectives = compute_losses(nets, x, generator, shard=shard, **{k: o[k] for k in LOSS_SETTINGS})
-    diag = decoder_gradients(nets, losses, o["gamma"]) if diagnose and "g" in losses else {}
+        losses, objectives = compute_losses(nets, x, generator, o, shard)
+    diag = decoder_gradients(nets, losses, o) if diagnose and "dis" in nets.spec.networks else {}
     for opt in opts.values():
         opt.zero_grad(set_to_none=True)
     backward_routed(nets, objectives)
     if shard[1] > 1:
         average_gradients(nets, shard[1])
-    stepping = updated(opts, losses, o["margin"])
+    stepping = updated(nets.spec, opts, losses, o["margin"])
     for name in stepping:
         opts[name].step()
     if o["margin"] and "diag/cost_real" in losses:  # the rule ran (the VAE has no D to freeze)
-        diag.update({f"diag/updates_{k}": torch.tensor(float(k in stepping)) for k in ("dec", "dis")})
+        ruled = [k for k in opts if k == "dis" or nets.spec.adversarial(k)]
+        diag.update({f"diag/updates_{k}": torch.tensor(float(k in stepping)) for k in ruled})
     return {**{k: v.detach() for k, v in losses.items()}, **diag}
 
 
-def updated(opts, losses, margin):
+def updated(model, opts, losses, margin):
     """The networks that step. The equilibrium rule (the authors' code) freezes D while it wins
-    by more than `margin` on real or fake images, and the decoder while it loses by more; the
-    encoder always steps. It reads the costs on the host: one sync per step when it is on."""
+    by more than `margin` on real or fake images, and the networks that learn to fool it (the
+    decoder of `model`, a registry entry, when its objective holds the generator loss) while it
+    loses by more; if both would freeze, both step. Every other network always steps. It reads
+    the costs on the host: one sync per step when it is on."""
     if not margin or "diag/cost_real" not in losses:
         return list(opts)
     costs = (losses["diag/cost_real"].item(), losses["diag/cost_fake"].item())
     dis = not any(c < EQUILIBRIUM - margin for c in costs)
-    dec = not any(c > EQUILIBRIUM + margin for c in costs)
-    if not (dis or dec):
-        dis = dec = True
-    return [k for k in opts if k == "enc" or (k == "dis" and dis) or (k == "dec" and dec)]
+    fool = not any(c > EQUILIBRIUM + margin for c in costs)
+    if not (dis or fool):
+        dis = fool = True
+    return [k for k in opts if (dis if k == "dis" else fool or not model.adversarial(k))]
 
 
 @torch.no_grad()
@@ -135,18 +135,18 @@ def set_lr(opts, o, step, total):
             group["lr"] = lr
 
 
-def decoder_gradients(nets, losses, gamma):
-    """How hard each term pulls the decoder (the VAE-GAN's balance is invisible in the losses):
-    gradient norms of gamma * L_llike and of the generator loss, and the norm of layer l's
-    weights, on which the size of L_llike depends."""
+def decoder_gradients(nets, losses, o):
+    """How hard each term of its objective pulls the decoder (the VAE-GAN's balance is invisible
+    in the losses): the gradient norm of each weighted term (dec_grad_llike: gamma * L_llike,
+    dec_grad_g: the generator loss), and the norm of layer l's weights, on which L_llike's size
+    depends."""
     params = [p for p in nets.dec.parameters() if p.requires_grad]
-    terms = {"feature": gamma * losses["llike"]} if "llike" in losses else {}
-    terms["gan"] = losses["g"]
     out = {}
-    for name, term in terms.items():
-        grads = torch.autograd.grad(term, params, retain_graph=True, allow_unused=True)
-        out[f"diag/dec_grad_{name}"] = torch.stack([g.float().norm() for g in grads if g is not None]).norm()
-    if "llike" in losses:  # only the VAE-GAN compares Dis_l; the GAN's layer l is just a layer
+    for weight, term in nets.spec.terms("dec"):
+        value = losses[term] if weight is None else o[weight] * losses[term]
+        grads = torch.autograd.grad(value, params, retain_graph=True, allow_unused=True)
+        out[f"diag/dec_grad_{term}"] = torch.stack([g.float().norm() for g in grads if g is not None]).norm()
+    if "llike" in losses:  # only the models that compare Dis_l; the GAN's layer l is just a layer
         out["diag/layer_l_norm"] = nets.dis.layer_l.weight.detach().float().norm()
     return out
 
@@ -167,7 +167,7 @@ def training_loop(run_dir, resume=False, progress=True, time_limit=None, **setti
     with run.lock() if rank == 0 else contextlib.nullcontext():
         for rollback in range(MAX_ROLLBACKS + 1):
             try:
-                path = _train(run, o, resume, progress, deadline)
+                train_run(run, o, resume, progress, deadline)
             except Diverged as e:
                 if o["on_nan"] != "rollback" or rollback == MAX_ROLLBACKS or not run.checkpoint.is_file():
                     raise
@@ -178,33 +178,49 @@ def training_loop(run_dir, resume=False, progress=True, time_limit=None, **setti
             else:
                 # Only after success: leaving while another rank waits in a collective would hang it.
                 leave(world)
-                return path
+                return run.path
 
 
-def _train(run, o, resume, progress, deadline=None):
-    t = setup(o)
-    t.deadline = deadline
-    if resume and run.checkpoint.is_file():
-        step = restore(run, o, t)
-    elif run.checkpoint.is_file():
-        raise LabkitError(f"{run.path}: already holds a run; pass --resume to continue it or choose another folder")
-    else:
-        step = 0
+@dataclass
+class Training:
+    """What a run's steps work with, complete once `setup` returns."""
+    device: torch.device
+    shard: tuple                # (rank, world size): this process's share of every batch
+    local: int                  # this process's images per step
+    writer: bool                # rank 0 writes the run folder
+    images: torch.Tensor        # the training set, uint8 on the device
+    note: str                   # what the data is, for the log
+    faces: torch.Tensor         # the fixed faces every grid reconstructs
+    steps_per_epoch: int
+    total: int                  # the run's last step
+    nets: Nets
+    ema: Nets | None            # the average of the encoder and decoder (option ema), else None
+    opts: dict                  # network name -> its optimizer
+    generator: torch.Generator  # every random draw of training: noise, augmentation
+    fast: bool                  # bf16 autocast, channels-last (and compiled on a GPU)
+    deadline: float | None      # time.time() at which to stop with a checkpoint (time_limit)
+    step: int = 0               # the first step: 0, or the resumed checkpoint's
+    seconds: float = 0.0        # wall time the run spent before this session
+
+
+def train_run(run, o, resume, progress, deadline=None):
+    """One attempt at the run: set up (or restore), record the settings, run the steps."""
+    t = setup(run, o, resume, deadline)
     if t.writer:
         run.write_options(dict(o, device=str(t.device), fast=t.fast, data_used=t.note, steps=t.total,
                                processes=t.shard[1], provenance=provenance(t.device)))
-        run.truncate_stats(step)
-        run.log(f"{MODELS[o['model']]['title']} on {t.device}; data: {t.note}", console=progress)
+        run.truncate_stats(t.step)
+        run.log(f"{t.nets.spec.title} on {t.device}; data: {t.note}", console=progress)
         if D.resolve_data(o["data"]) is None:
             run.log(D.GET_CELEBA, console=progress)
-    # Wall time counts on from the resumed checkpoint's, so a run's last row says what it cost.
-    t.seconds = next((r["seconds"] for r in reversed(run.stats()) if "seconds" in r), 0.0) if step else 0.0
-    loop(run, o, t, step, progress and t.writer)
-    return run.path
+    run_steps(run, o, t, progress and t.writer)
 
 
-def setup(o):
-    """Device, data, networks, optimizers and noise of a run, before any step."""
+def setup(run, o, resume, deadline=None):
+    """Device, data, networks, optimizers and noise of a run, restored from its checkpoint when
+    resuming."""
+    if run.checkpoint.is_file() and not resume:
+        raise LabkitError(f"{run.path}: already holds a run; pass --resume to continue it or choose another folder")
     rank, world = distributed()
     if o["batch"] % world:
         raise LabkitError(f"batch {o['batch']} does not split over {world} processes")
@@ -226,53 +242,15 @@ def setup(o):
     if o["ema"]:  # whole networks, so grids draw from it as from the live ones; its D never moves
         ema = Nets.of(o).to(device).requires_grad_(False)
         ema.load_state_dict(nets.state_dict())
-    return SimpleNamespace(
-        device=device, shard=(rank, world), local=o["batch"] // world, writer=rank == 0, images=images, note=note,
-        faces=D.grid_faces(train_path, N_GRID), steps_per_epoch=steps_per_epoch, total=steps_per_epoch * o["epochs"],
-        nets=nets, ema=ema, opts=make_optimizers(nets, o, device), generator=torch.Generator(device).manual_seed(o["seed"]),
-        fast=fast)
-
-
-def native_bf16(device):
-    """Whether the fast path pays on this device: on a GPU, and on a CPU with bf16 instructions
-    (AVX512-BF16 or AMX: 1.9-2.2x per step on a 2-core EPYC); elsewhere bf16 is emulated, slower."""
-    if device.type == "cuda":
-        return True
-    try:
-        flags = CPUINFO.read_text().split()
-    except OSError:  # not Linux
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def accelerate(nets, device, fast):
-    """The fast path's networks (autocast is train_step's): channels-last weights, since bf16
-    convolutions run fastest on NHWC tensors, and compiled on a GPU (on a CPU compiling gains ~5%
-    for a minute of compile time). Both in place: state_dict keys stay those of the plain modules."""
-    if fast:
-        nets.to(memory_format=torch.channels_last)
-        if device.type == "cuda":
-            compile_networks(nets)
-    return nets
-
-
-def compile_networks(nets):
-    """torch.compile each network in place. Each network's gradient comes from a backward pass of
-    its own over the one graph of the step (backward_routed and the diagnostics retain it), which
-    a compiled backward that donates its saved buffers to save memory refuses (torch >= 2.6)."""
-    if hasattr(torch._functorch.config, "donated_buffer"):
-        torch._functorch.config.donated_buffer = False
-    for module in nets.children():
-        module.compile()
-    return nets
-
-
-def resolve_device(name):
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise LabkitError(f"device {name} asked for, but torch sees no CUDA GPU")
-    return torch.device(name)
+    t = Training(device=device, shard=(rank, world), local=o["batch"] // world, writer=rank == 0, images=images,
+                 note=note, faces=D.grid_faces(train_path, N_GRID), steps_per_epoch=steps_per_epoch,
+                 total=steps_per_epoch * o["epochs"], nets=nets, ema=ema, opts=make_optimizers(nets, o, device),
+                 generator=torch.Generator(device).manual_seed(o["seed"]), fast=fast, deadline=deadline)
+    if resume and run.checkpoint.is_file():
+        t.step = restore(run, o, t)
+        # Wall time counts on from the resumed checkpoint's, so a run's last row says what it cost.
+        t.seconds = next((r["seconds"] for r in reversed(run.stats()) if "seconds" in r), 0.0)
+    return t
 
 
 def restore(run, o, t):
@@ -292,10 +270,11 @@ def restore(run, o, t):
     return state["step"]
 
 
-def loop(run, o, t, step, progress):
+def run_steps(run, o, t, progress):
+    """The loop: from step t.step to t.total (or the deadline), one batch a step."""
     from tqdm import tqdm
     noise = D.fixed_noise(o["latent"]).to(t.device)
-    window, order, t0 = [], None, time.time() - t.seconds
+    window, order, t0, step = [], None, time.time() - t.seconds, t.step
     # To the process's own stderr: the terminal of `python -m labkit train`, and under papermill
     # the console of `make report` (ipykernel also shows it in the notebook, never in the report).
     bar = tqdm(total=t.total, initial=step, desc=o["model"], unit="step", disable=not progress, dynamic_ncols=True,
@@ -389,15 +368,6 @@ def write_grid(nets, faces, noise, path):
     samples. Returns the samples' diversity relative to the faces'."""
     with eager():
         return _write_grid(nets, faces, noise, path)
-
-
-def eager():
-    """Compiled networks run uncompiled inside: drawn in eval mode, without grad and at other
-    batch sizes, the grid would compile graphs of its own (3 of a VAE-GAN's 7; 10 s of a 38-s
-    compiled smoke run on the CPU), compile time a lent GPU would spend on a picture an epoch.
-    (torch.compiler.set_stance came with torch 2.6.)"""
-    stance = getattr(torch.compiler, "set_stance", None)
-    return stance("force_eager") if stance else contextlib.nullcontext()
 
 
 def _write_grid(nets, faces, noise, path):

@@ -17,6 +17,26 @@ from labkit.runs import Run
 TINY = dict(width=1 / 16, latent=16)  # channels 4/8/16: milliseconds per step on a CPU
 
 
+def make(model="vaegan", seed=0, **kw):
+    """A model's networks at the TINY size, the same weights for the same seed."""
+    from labkit.models import Nets
+    torch.manual_seed(seed)
+    return Nets(model, **TINY, **kw)
+
+
+def batch(n=8, seed=0):
+    """n random images in [-1, 1]."""
+    return torch.rand(n, 3, 64, 64, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+def forward(nets, x, seed=1, **settings):
+    """compute_losses with the handout's settings (the options table's defaults) but these."""
+    from labkit.models import compute_losses
+    from labkit.options import OPTIONS
+    defaults = {k: o.default for k, o in OPTIONS.items()}
+    return compute_losses(nets, x, torch.Generator().manual_seed(seed), dict(defaults, **settings))
+
+
 # Read once, then hidden from the code under test (and its subprocesses) for the whole session,
 # so that every fixture, whatever its scope, trains on the data its test names.
 _SHARED = D.resolve_data(os.environ.pop("LABKIT_DATA", None))
@@ -38,10 +58,14 @@ def write_h5(path, images, key="images"):
     return Path(path)
 
 
-# What the report pipeline writes into its figures folder (attributes.png too, with CelebA's attributes).
-FIGURES = {"data_faces.png", "loss_vae.png", "loss_gan.png", "loss_vaegan.png", "reconstructions.png",
-           "samples.png", "loss_curves.png", "interpolation.png", "zoom_recon_eyes.png", "zoom_recon_hair.png",
-           "zoom_samples.png", "learned_metric.png", "demo_directions.png", "diagnostics_gan.png", "diagnostics_vaegan.png"}
+def figures():
+    """What the report pipeline writes into its figures folder (attributes.png too, with CelebA's
+    attributes): a loss plot per model of the registry, diagnostics per model with a discriminator."""
+    from labkit.models import MODELS
+    return {"data_faces.png", "reconstructions.png", "samples.png", "loss_curves.png", "interpolation.png",
+            "zoom_recon_eyes.png", "zoom_recon_hair.png", "zoom_samples.png", "learned_metric.png",
+            "demo_directions.png", *(f"loss_{m}.png" for m in MODELS),
+            *(f"diagnostics_{m}.png" for m, spec in MODELS.items() if "dis" in spec.networks)}
 
 
 def tiny_extractor():
@@ -70,7 +94,7 @@ def assert_results_consistent(folder, pdf, sizes, settings):
         expected = options(model=name, **settings)
         assert run["options"] == {k: expected[k] for k in run["options"]}, name
         assert all(math.isfinite(v) for v in run.values() if isinstance(v, float)), name
-    assert FIGURES <= {f.name for f in folder.glob("*.png")}
+    assert figures() <= {f.name for f in folder.glob("*.png")}
     text = pdf_text(pdf)
     for name, run in runs.items():
         for key in ("fid_prior", "fid_recon", "sharpness_prior"):

@@ -7,26 +7,13 @@ import torch
 
 from labkit import LabkitError
 from labkit.__main__ import main
-from labkit.losses import compute_losses, discriminator_loss
-from labkit.models import MODELS, Nets
-from labkit.options import OPTIONS, PROFILES, describe, evaluation, options
+from labkit.losses import discriminator_loss
+from labkit.models import MODELS
+from labkit.options import OPTIONS, PROFILES, evaluation, options, settings_table
 from labkit.runs import load_nets
 from labkit.train import decoder_gradients, make_optimizers, set_lr, train_step, training_loop, updated
 
-from conftest import TINY
-
-
-def make(model="vaegan", seed=0, **kw):
-    torch.manual_seed(seed)
-    return Nets(model, **TINY, **kw)
-
-
-def batch(n=8, seed=0):
-    return torch.rand(n, 3, 64, 64, generator=torch.Generator().manual_seed(seed)) * 2 - 1
-
-
-def forward(nets, x, seed=1, **settings):
-    return compute_losses(nets, x, torch.Generator().manual_seed(seed), **settings)
+from conftest import TINY, batch, forward, make
 
 
 def test_every_option_has_help_and_a_valid_default():
@@ -45,8 +32,8 @@ def test_profiles_set_sizes_and_callers_override_them(tmp_path):
 
 
 def test_a_profile_may_set_one_model_apart():
-    # cpu: the VAE-GAN's KL weight is 8, the VAE keeps the handout's beta-VAE weight 1.
-    assert options(model="vaegan", profile="cpu")["beta"] == 8.0
+    # cpu: the KL weight of the models whose likelihood is on Dis_l is 8, the VAE keeps the handout's 1.
+    assert options(model="vaegan", profile="cpu")["beta"] == options(model="vaedisl", profile="cpu")["beta"] == 8.0
     assert options(model="vae", profile="cpu")["beta"] == options(model="gan", profile="cpu")["beta"] == 1.0
     assert options(model="vaegan", profile="cpu", beta=2.0)["beta"] == 2.0  # the caller's still wins
     assert options(profile="cpu")["beta"] == 8.0  # the default model is the VAE-GAN
@@ -64,11 +51,18 @@ def test_cli_flags_come_from_the_table(capsys):
     assert "--no-recon-fake" in text
 
 
-def test_describe_marks_settings_that_are_not_the_handouts():
-    text = describe(options(profile="smoke", gamma=5.0, d_weights="half"), ["gamma", "d_weights", "width"])
-    assert "| `gamma` | 5.0 |" in text and "| `d_weights` | **half** |" in text and "| `width` | **0.125** |" in text
-    assert "| `beta` | **8.0** |" in describe(options(model="vaegan", profile="cpu"), ["beta"])
-    assert "| `beta` | 1.0 |" in describe(options(model="vae", profile="cpu"), ["beta"])
+def test_the_settings_table_has_a_column_per_model_and_marks_what_is_not_the_handouts():
+    runs = {m: options(model=m, profile="cpu") for m in MODELS}
+    text = settings_table(runs)
+    head, rule, *rows = text.split("\n\n")[0].splitlines()
+    assert head == "| setting | handout | VAE (hw2) | VAE-Dis_l | VAE-GAN | GAN (hw3) |"
+    row = {r.split(" | ")[0][3:-1]: r.split(" | ")[1:] for r in rows}
+    assert row["beta"] == ["1", "1", "**8**", "**8**", "– |"]           # the GAN has no KL term
+    assert row["gamma"] == ["5", "–", "–", "**10**", "– |"]             # only the VAE-GAN weighs L_llike against L_G
+    assert row["width"] == ["1", "**0.25**", "**0.25**", "**0.25**", "**0.25** |"]
+    assert row["seed"] == ["0", "0", "0", "0", "0 |"]
+    assert "- `gamma`: " + OPTIONS["gamma"].help in text and "- `seed`" not in text  # what the bold ones mean
+    assert "**" not in settings_table({m: options(model=m, profile="full") for m in MODELS})
 
 
 @pytest.mark.parametrize("bad, message", [
@@ -137,12 +131,16 @@ def costs(real, fake):
 
 
 def test_equilibrium_rule_freezes_the_winner():
-    opts = {"enc": 0, "dec": 0, "dis": 0}
-    assert updated(opts, costs(0.7, 0.7), 0.35) == ["enc", "dec", "dis"]
-    assert updated(opts, costs(0.1, 0.7), 0.35) == ["enc", "dec"]      # D wins on real: freeze D
-    assert updated(opts, costs(0.7, 1.5), 0.35) == ["enc", "dis"]      # D wins on fakes: freeze the decoder
-    assert updated(opts, costs(0.1, 1.5), 0.35) == ["enc", "dec", "dis"]  # both would freeze: both step
-    assert updated(opts, costs(0.1, 1.5), 0.0) == ["enc", "dec", "dis"]  # 0: the rule is off
+    opts, vaegan, vaedisl = {"enc": 0, "dec": 0, "dis": 0}, MODELS["vaegan"], MODELS["vaedisl"]
+    assert updated(vaegan, opts, costs(0.7, 0.7), 0.35) == ["enc", "dec", "dis"]
+    assert updated(vaegan, opts, costs(0.1, 0.7), 0.35) == ["enc", "dec"]      # D wins on real: freeze D
+    assert updated(vaegan, opts, costs(0.7, 1.5), 0.35) == ["enc", "dis"]      # D wins on fakes: freeze the decoder
+    assert updated(vaegan, opts, costs(0.1, 1.5), 0.35) == ["enc", "dec", "dis"]  # both would freeze: both step
+    assert updated(vaegan, opts, costs(0.1, 1.5), 0.0) == ["enc", "dec", "dis"]  # 0: the rule is off
+    # VAE-Dis_l's decoder does not play the game, so the rule never freezes it; D is ruled as the VAE-GAN's.
+    assert updated(vaedisl, opts, costs(0.7, 1.5), 0.35) == ["enc", "dec", "dis"]
+    assert updated(vaedisl, opts, costs(0.1, 0.7), 0.35) == ["enc", "dec"]
+    assert updated(vaedisl, opts, costs(0.1, 1.5), 0.35) == ["enc", "dec", "dis"]
 
 
 def test_a_frozen_network_keeps_its_weights_for_the_step(monkeypatch):
@@ -150,7 +148,7 @@ def test_a_frozen_network_keeps_its_weights_for_the_step(monkeypatch):
     nets, x = make(), batch()
     o = options(profile="smoke", margin=0.35, **TINY)
     opts = make_optimizers(nets, o, torch.device("cpu"))
-    monkeypatch.setattr(T, "updated", lambda opts, losses, margin: ["enc", "dec"])
+    monkeypatch.setattr(T, "updated", lambda model, opts, losses, margin: ["enc", "dec"])
     before = [p.clone() for p in nets.dis.parameters()], [p.clone() for p in nets.enc.parameters()]
     out = train_step(nets, opts, x, torch.Generator().manual_seed(0), o)
     assert all(torch.equal(a, b) for a, b in zip(before[0], nets.dis.parameters()))
@@ -177,15 +175,16 @@ def test_weight_decay_and_glorot_init():
     assert make().dis.head[3].weight.std().item() == pytest.approx(0.02, rel=0.1)
 
 
-def test_decoder_gradient_diagnostics_measure_each_term():
+def test_decoder_gradient_diagnostics_measure_each_term_of_its_objective():
     x = batch()
     one, ten = make(), make()
-    one = decoder_gradients(one, forward(one, x)[0], gamma=1.0)
-    ten = decoder_gradients(ten, forward(ten, x)[0], gamma=10.0)
-    assert ten["diag/dec_grad_feature"].item() == pytest.approx(10 * one["diag/dec_grad_feature"].item(), rel=1e-4)
-    assert ten["diag/dec_grad_gan"].item() == pytest.approx(one["diag/dec_grad_gan"].item(), rel=1e-4)
-    gan = make("gan")
-    assert set(decoder_gradients(gan, forward(gan, x)[0], gamma=1.0)) == {"diag/dec_grad_gan"}
+    one = decoder_gradients(one, forward(one, x)[0], dict(gamma=1.0))
+    ten = decoder_gradients(ten, forward(ten, x)[0], dict(gamma=10.0))
+    assert ten["diag/dec_grad_llike"].item() == pytest.approx(10 * one["diag/dec_grad_llike"].item(), rel=1e-4)
+    assert ten["diag/dec_grad_g"].item() == pytest.approx(one["diag/dec_grad_g"].item(), rel=1e-4)
+    gan, vaedisl = make("gan"), make("vaedisl")
+    assert set(decoder_gradients(gan, forward(gan, x)[0], {})) == {"diag/dec_grad_g"}
+    assert set(decoder_gradients(vaedisl, forward(vaedisl, x)[0], {})) == {"diag/dec_grad_llike", "diag/layer_l_norm"}
 
 
 def test_every_option_is_recorded_and_diagnostics_are_logged(tmp_path):
@@ -199,7 +198,7 @@ def test_every_option_is_recorded_and_diagnostics_are_logged(tmp_path):
     assert nets.dis(torch.zeros(2, 3, 64, 64))[1].shape[-1] == 16
     rows = [json.loads(line) for line in (tmp_path / "stats.jsonl").read_text().splitlines()]
     logged = set().union(*rows)
-    assert {"diag/D_real", "diag/D_prior", "diag/dec_grad_feature", "diag/dec_grad_gan",
+    assert {"diag/D_real", "diag/D_prior", "diag/dec_grad_llike", "diag/dec_grad_g",
             "diag/layer_l_norm", "diag/updates_dis", "diag/updates_dec"} <= logged
     assert all(0 <= r["diag/D_real"] <= 1 for r in rows if "diag/D_real" in r)
 
