@@ -1,4 +1,4 @@
-"""python -m labkit {train,sample,prepare,evaluate,identity,ablation,report,bundle,reproduce} ... (each has --help)."""
+"""python -m labkit {train,sample,prepare,evaluate,identity,ablation,report,publish,bundle,reproduce} ... (each has --help)."""
 import argparse
 import sys
 from pathlib import Path
@@ -76,6 +76,12 @@ def cmd_report(a):
         paths = build_report(a.profile, a.build, a.data, epochs=a.epochs, limit=a.limit, eval_n=a.eval_n, n_ref=a.n_ref)
     for kind, path in paths.items():
         print(f"[labkit] report ({kind}): {path}")
+
+
+def cmd_publish(a):
+    from labkit.publish import publish
+    dest, removed = publish(a.build)
+    print(f"[labkit] published {a.build} into {dest}" + (f"; removed {', '.join(removed)}" if removed else ""))
 
 
 def cmd_bundle(a):
@@ -160,6 +166,10 @@ def add_evaluation_commands(sub):
     rp.add_argument("--n-ref", type=positive_int, help="held-out reference images for FID")
     rp.add_argument("--from", dest="from_dir", help="build the report from the files `reproduce` sent back")
     rp.set_defaults(func=cmd_report)
+
+    pb = sub.add_parser("publish", help="copy a cpu or full report's figures, metrics and PDF into figures/<profile>/")
+    pb.add_argument("--build", default="build", help="the report's build folder (report --from: build/from)")
+    pb.set_defaults(func=cmd_publish)
 
 
 def add_offline_gpu_commands(sub):

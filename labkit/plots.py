@@ -55,26 +55,60 @@ def panels(named_images, path=None, nrow=8, title=None, scale=1.0, stacked=False
     return finish(fig, path)
 
 
+def rows(named_images, path=None, columns=8, width=7.5):
+    """The report's comparison figures: one row of images per name (a model, the held-out faces),
+    `columns` to a row, the name at the row's left; more images than `columns` wrap into another
+    block of the same rows below, so that each column compares the same face or noise."""
+    import matplotlib.pyplot as plt
+    named = {k: torch.as_tensor(np.asarray(v)) for k, v in named_images.items()}
+    n = max(len(v) for v in named.values())
+    blocks = [slice(i, i + columns) for i in range(0, n, columns)]
+    strips, labels, y = [], [], 0
+    for b, block in enumerate(blocks):
+        for name, images in named.items():
+            strip = grid(images[block], nrow=columns, pad=2)
+            strips.append(strip)
+            labels.append((y + strip.shape[0] / 2, name))
+            y += strip.shape[0]
+        if b < len(blocks) - 1:  # a white band between blocks
+            strips.append(np.full((10, strips[-1].shape[1], 3), 255, np.uint8))
+            y += 10
+    wide = max(s.shape[1] for s in strips)
+    array = np.concatenate([np.pad(s, ((0, 0), (0, wide - s.shape[1]), (0, 0)), constant_values=255) for s in strips])
+    fig, ax = plt.subplots(figsize=(width, width * array.shape[0] / array.shape[1] * 0.86))
+    ax.imshow(array, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([c for c, _ in labels], [name for _, name in labels], fontsize=9)
+    ax.tick_params(left=False)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    return finish(fig, path)
+
+
 def zoom(images, rows, cols, scale=3):
     """A crop of uint8 NCHW images (rows and cols as (start, stop)), enlarged without smoothing."""
     crop = images[:, :, rows[0]:rows[1], cols[0]:cols[1]].float()
     return torch.nn.functional.interpolate(crop, scale_factor=scale, mode="nearest").to(images.dtype)
 
 
-def loss_curves(runs, path=None):
+def loss_curves(runs, path=None, cols=2):
     """One panel per run (title -> run folder), every logged loss against images seen."""
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(runs), figsize=(4.2 * len(runs), 3.2), squeeze=False)
-    for ax, (name, run_dir) in zip(axes[0], runs.items()):
+    cols = min(cols, len(runs))
+    nrows = -(-len(runs) // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(3.8 * cols, 2.0 * nrows), squeeze=False)
+    for ax in axes.flat[len(runs):]:
+        ax.axis("off")
+    for ax, (name, run_dir) in zip(axes.flat, runs.items()):
         rows = [r for r in Run(run_dir).stats() if "kimg" in r]
         keys = [k for k in (rows[0] if rows else {}) if k.startswith("loss/")]
         for k in keys:
             ax.plot([r["kimg"] for r in rows], [r[k] for r in rows], label=k[5:])
-        ax.set_title(name)
-        ax.set_xlabel("thousand images seen")
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("thousand images seen", fontsize=8)
         ax.grid(alpha=0.3)
         if keys:
-            ax.legend(fontsize=8)
+            ax.legend(fontsize=7)
             if all(r[k] > 0 for r in rows for k in keys):
                 ax.set_yscale("log")
     return finish(fig, path)
@@ -84,41 +118,44 @@ def loss_curves(runs, path=None):
 DIAGNOSTICS = (
     ("D's probability D(x)", ("D_real", "D_recon", "D_prior"), False),
     ("D's cost on real and fake images", ("cost_real", "cost_fake"), False),
-    ("decoder gradient norm, by term", ("dec_grad_feature", "dec_grad_gan"), True),
+    ("decoder gradient norm, by term", ("dec_grad_llike", "dec_grad_g"), True),
     ("layer l weight norm", ("layer_l_norm",), False),
     ("share of steps updated", ("updates_dis", "updates_dec"), False),
 )
 
 
-def diagnostics(run_dir, path=None):
-    """What the losses hide, against images seen: D on real, reconstructed and prior images, D's
-    costs (with the equilibrium rule's band when it is on), how hard each term pulls the
-    decoder, the growth of layer l's weights (L_llike scales with it), and how often D and the
-    decoder were updated. Returns None for a run without a discriminator (the VAE)."""
+def diagnostics(runs, path=None):
+    """What the losses hide, one row of panels per run (title -> run folder) against images seen:
+    D on real, reconstructed and prior images, D's costs (with the equilibrium rule's band when it
+    is on), how hard each term pulls the decoder, the growth of layer l's weights (L_llike scales
+    with it), and how often D and the decoder were updated. Runs without a discriminator (the VAE)
+    have no row; None when no run has one."""
     import matplotlib.pyplot as plt
-    run = Run(run_dir)
-    rows = [r for r in run.stats() if "kimg" in r]
-    if not any("diag/cost_real" in r for r in rows):  # every model with a D logs its cost
+    logged = {name: [r for r in Run(d).stats() if "kimg" in r] for name, d in runs.items()}
+    logged = {name: rows for name, rows in logged.items() if any("diag/cost_real" in r for r in rows)}
+    if not logged:  # every model with a D logs its cost
         return None
-    panels = [(t, [k for k in keys if any(f"diag/{k}" in r for r in rows)], log) for t, keys, log in DIAGNOSTICS]
-    panels = [p for p in panels if p[1]]
-    margin = run.options().get("margin")
-    cols = min(3, len(panels))
-    nrows = -(-len(panels) // cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.0 * nrows), squeeze=False)
-    for ax in axes.flat[len(panels):]:
-        ax.axis("off")
-    for ax, (name, keys, log) in zip(axes.flat, panels):
-        for k in keys:
-            points = [(r["kimg"], r[f"diag/{k}"]) for r in rows if f"diag/{k}" in r]
-            ax.plot(*zip(*points), label=k)
-        if keys[0] == "cost_real" and margin:
-            ax.axhspan(EQUILIBRIUM - margin, EQUILIBRIUM + margin, color="0.88", zorder=0,
-                       label="equilibrium band: both update")
-        ax.set_title(name, fontsize=10)
-        ax.set_xlabel("thousand images seen")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-        if log:
-            ax.set_yscale("log")
+    shown = [(t, [k for k in keys if any(f"diag/{k}" in r for rows in logged.values() for r in rows)], log)
+             for t, keys, log in DIAGNOSTICS]
+    shown = [p for p in shown if p[1]]
+    fig, axes = plt.subplots(len(logged), len(shown), figsize=(1.9 * len(shown), 1.6 * len(logged)), squeeze=False)
+    for row, (name, rows) in zip(axes, logged.items()):
+        margin = Run(runs[name]).options().get("margin")
+        row[0].set_ylabel(name, fontsize=9)
+        for ax, (title, keys, log) in zip(row, shown):
+            for k in keys:
+                points = [(r["kimg"], r[f"diag/{k}"]) for r in rows if f"diag/{k}" in r]
+                if points:
+                    ax.plot(*zip(*points), label=k, lw=0.8)
+            if keys[0] == "cost_real" and margin:
+                ax.axhspan(EQUILIBRIUM - margin, EQUILIBRIUM + margin, color="0.88", zorder=0, label="both update")
+            if ax.get_lines():
+                ax.legend(fontsize=5)
+                if log:
+                    ax.set_yscale("log")
+            ax.set_title(title, fontsize=7)
+            ax.tick_params(labelsize=6)
+            ax.grid(alpha=0.3)
+    for ax in axes[-1]:
+        ax.set_xlabel("kimg", fontsize=7)
     return finish(fig, path)

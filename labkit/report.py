@@ -14,6 +14,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -36,16 +37,24 @@ def choose_profile(profile, data):
     return "full" if torch.cuda.is_available() else "cpu"
 
 
+class Step(NamedTuple):
+    notebook: str            # which notebook of notebooks/
+    executed: str            # the executed copy's name in the build folder
+    parameters: dict         # its own papermill parameters, beside the common ones
+    heading: str = None      # the report's heading before its cells
+    in_report: bool = True   # False: the workbook's only
+
+
 def plan(evaluation_sizes):
-    """(notebook, executed copy, its own parameters, the report heading placed before it)."""
-    yield "00_introduction", "00_introduction.ipynb", {}, None
-    yield "01_data", "01_data.ipynb", {}, None
-    for i, model in enumerate(MODELS):
-        heading = ("## Training runs\n\n" if i == 0 else "") + f"### {MODELS[model]['title']}"
-        yield "02_train", f"02_train_{model}.ipynb", dict(model=model), heading
-    yield "03_results", "03_results.ipynb", evaluation_sizes, "# Results"
-    yield "04_discussion", "04_discussion.ipynb", {}, "# Discussion"
-    yield "05_demo", "05_demo.ipynb", {}, "# Demo"
+    """The notebooks in the order they run. Training (02_train, once per model) is the workbook's,
+    not the report's: the report shows every run together in 03_results."""
+    yield Step("00_introduction", "00_introduction.ipynb", {})
+    yield Step("01_data", "01_data.ipynb", {})
+    for model in MODELS:
+        yield Step("02_train", f"02_train_{model}.ipynb", dict(model=model), in_report=False)
+    yield Step("03_results", "03_results.ipynb", evaluation_sizes, "# Results")
+    yield Step("04_discussion", "04_discussion.ipynb", {}, "# Discussion")
+    yield Step("05_demo", "05_demo.ipynb", {}, "# Demo")
 
 
 def run_notebook(name, out_name, build, parameters):
@@ -69,31 +78,28 @@ def build_report(profile="auto", build="build", data=None, epochs=None, limit=No
     profile = choose_profile(profile, data)
     settings = {k: v for k, v in dict(epochs=epochs, limit=limit).items() if v is not None}
     build = Path(build).resolve()
-    execute(profile, build, data, figures_dir(profile, build), settings, eval_n, n_ref)
+    execute(profile, build, data, settings, eval_n, n_ref)
     return export(build)
 
 
-def figures_dir(profile, build):
-    # Real runs write the committed results, figures/<profile>/; a smoke check never touches them.
-    return build / "figures" if profile == "smoke" else ROOT / "figures" / profile
-
-
-def execute(profile, build, data, figures, settings=None, eval_n=None, n_ref=None):
-    """Run the notebooks into `build` (figures into `figures`) and record in build/report.json
-    what the report's first line says: profile, data, provenance, minutes."""
+def execute(profile, build, data, settings=None, eval_n=None, n_ref=None):
+    """Run the notebooks into `build` (figures into build/figures: the committed results change
+    only by `python -m labkit publish`) and record in build/report.json what the report's first
+    line says: profile, data, provenance, minutes."""
     t0 = time.time()
     build.mkdir(parents=True, exist_ok=True)
     data_path = D.resolve_data(data)
     if data_path is None:
         print(f"[labkit] {D.GET_CELEBA}", flush=True)
+    figures = build / "figures"
     common = dict(data=str(data_path) if data_path else None, profile=profile, settings=settings or {},
                   runs_dir=str(build / "runs"), figures_dir=str(figures))
     sizes = evaluation(profile, eval_n=eval_n, n_ref=n_ref)
-    for name, out_name, parameters, _ in plan(sizes):
-        run_notebook(name, out_name, build, dict(common, **parameters))
+    for step in plan(sizes):
+        run_notebook(step.notebook, step.executed, build, dict(common, **step.parameters))
     facts = dict(profile=profile, data=common["data"] or "synthetic faces (no CelebA on this machine)",
                  **provenance(), minutes=round((time.time() - t0) / 60, 1))
-    (build / "report.json").write_text(json.dumps(dict(facts=facts, sizes=sizes, figures=str(figures)), indent=2))
+    (build / "report.json").write_text(json.dumps(dict(facts=facts, sizes=sizes), indent=2))
     return facts
 
 
@@ -120,10 +126,11 @@ def assemble(build):
     md = nbformat.v4.new_markdown_cell
     record = json.loads((build / "report.json").read_text())
     cells = [md(" · ".join(f"**{k}** {v}" for k, v in record["facts"].items()))]
-    for _, out_name, _, heading in plan(record["sizes"]):
-        if heading:
-            cells.append(md(heading))
-        cells += _report_cells(nbformat.read(build / out_name, as_version=4))
+    for step in plan(record["sizes"]):
+        if step.heading:
+            cells.append(md(step.heading))
+        if step.in_report:
+            cells += _report_cells(nbformat.read(build / step.executed, as_version=4))
     number_figures(cells)
     nb = nbformat.v4.new_notebook(cells=cells, metadata={
         "title": "VAE-GAN: autoencoding beyond pixels — lab report", "authors": [{"name": "labkit"}]})
@@ -150,6 +157,20 @@ OFFLINE_HTML = """{%- extends 'lab/index.html.j2' -%}
 {%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
 {%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
 {%- block extra_css -%}<style>img.math { vertical-align: middle; }</style>{%- endblock extra_css -%}
+"""
+# The PDF: figures at the size they were drawn (their PNG's dpi), at most the text's width and
+# 0.8 of its height; Results, Discussion and Demo each start a page.
+PDF = r"""((*- extends 'latex/index.tex.j2' -*))
+((*- block figure scoped -*))
+    \begin{center}
+    \adjustimage{max size={\linewidth}{0.8\textheight}}{((( filename )))}
+    \end{center}
+((*- endblock figure -*))
+((* block margins *))
+    \geometry{verbose,tmargin=0.9in,bmargin=0.9in,lmargin=1in,rmargin=1in}
+    \let\labkitsection\section
+    \renewcommand{\section}{\ifnum\value{section}>1 \clearpage\fi\labkitsection}
+((* endblock margins *))
 """
 MATH = re.compile(r"(?<![\\$])\$(?!\s)([^$\n]+?)(?<!\s)\$")
 
@@ -192,7 +213,7 @@ def jpeg_copy(nb, quality=80):
             flat = Image.new("RGB", image.size, "white")
             flat.paste(image, mask=image.getchannel("A"))
             buf = io.BytesIO()
-            flat.save(buf, "JPEG", quality=quality)
+            flat.save(buf, "JPEG", quality=quality, dpi=image.info.get("dpi", (72, 72)))  # printed at its size
             jpeg = base64.b64encode(buf.getvalue()).decode()
             if len(jpeg) < len(png):  # line plots stay PNG: smaller and sharper so
                 del out.data["image/png"]
@@ -202,11 +223,10 @@ def jpeg_copy(nb, quality=80):
 
 def export(build):
     """build/report.html always, build/report.pdf when xelatex and pandoc are present (see the
-    README); the PDF also goes beside the figures of real runs. Returns the paths."""
+    README). Returns the paths."""
     import jinja2
     from nbconvert import HTMLExporter, PDFExporter
     nb = assemble(build)
-    figures = Path(json.loads((build / "report.json").read_text())["figures"])
     paths = {}
     html_exporter = HTMLExporter(extra_loaders=[jinja2.DictLoader({"offline.html.j2": OFFLINE_HTML})],
                                  template_file="offline.html.j2", exclude_input=True, exclude_input_prompt=True,
@@ -215,12 +235,11 @@ def export(build):
     (build / "report.html").write_text(page)
     paths["html"] = build / "report.html"
     if shutil.which("xelatex") and shutil.which("pandoc"):
-        pdf, _ = PDFExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True).from_notebook_node(jpeg_copy(nb))
+        pdf, _ = PDFExporter(extra_loaders=[jinja2.DictLoader({"labkit.tex.j2": PDF})], template_file="labkit.tex.j2",
+                             exclude_input=True, exclude_input_prompt=True,
+                             exclude_output_prompt=True).from_notebook_node(jpeg_copy(nb))
         (build / "report.pdf").write_bytes(pdf)
         paths["pdf"] = build / "report.pdf"
-        if figures.is_relative_to(ROOT / "figures"):
-            shutil.copy2(build / "report.pdf", figures / "report.pdf")
-            paths["committed pdf"] = figures / "report.pdf"
     else:
         print("[labkit] xelatex/pandoc not found: wrote HTML only (see README for the PDF)", file=sys.stderr)
     return paths

@@ -14,7 +14,6 @@ even when the reproduction does not fit in them.
 Back home, `python -m labkit report --from DIR` builds the report from them.
 """
 import io
-import json
 import os
 import shutil
 import tarfile
@@ -23,7 +22,7 @@ from pathlib import Path
 
 from labkit import LabkitError, data as D
 from labkit.models import MODELS
-from labkit.report import execute, export, figures_dir
+from labkit.report import execute, export
 from labkit.runs import Run
 from labkit.train import training_loop
 
@@ -77,7 +76,7 @@ def reproduce(out, data=None, work="reproduce", profile="full", time_limit=540, 
               "bring them there and run the same command again")
     elif not done:
         pack(build, Path(out))  # the progress comes back even if the call is cut during the notebooks
-        execute(profile, build, data, build / "figures", settings)
+        execute(profile, build, data, settings)
         done = True
     parts = pack(build, Path(out))
     if done:
@@ -122,8 +121,8 @@ def pack(build, out):
 
 
 def report_from(results, build="build/from"):
-    """Unpack what a reproduction sent back, put its figures and metrics in figures/<profile>/
-    and build the report there. Returns the paths written."""
+    """Unpack what a reproduction sent back into `build` and build the report there (publish it
+    with `python -m labkit publish --build BUILD`). Returns the paths written."""
     parts = sorted(Path(results).glob("results.tar.gz.part*"), key=lambda p: int(p.name.rsplit("part", 1)[1]))
     if not parts:
         raise LabkitError(f"{results}: no results.tar.gz.part* files (the output of python -m labkit reproduce)")
@@ -134,10 +133,4 @@ def report_from(results, build="build/from"):
     if not (build / "report.json").is_file():
         raise LabkitError(f"{results}: the progress of a reproduction, not its results (no report.json): "
                           "run reproduce again until it says it is done")
-    record = json.loads((build / "report.json").read_text())
-    figures = figures_dir(record["facts"]["profile"], build)
-    if figures != build / "figures":
-        shutil.copytree(build / "figures", figures, dirs_exist_ok=True)
-    record["figures"] = str(figures)
-    (build / "report.json").write_text(json.dumps(record, indent=2))
     return export(build)

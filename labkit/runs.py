@@ -189,10 +189,32 @@ def load_nets(run, device="cpu"):
 
 
 def comparison(runs_dir, data, n=16):
-    """What every comparison figure shows: each trained model, the same held-out faces, the same noise."""
+    """What every comparison figure shows: each model of the registry trained, the same held-out
+    faces, the same noise."""
     runs_dir = Path(runs_dir)
     missing = [m for m in MODELS if not (runs_dir / m / "checkpoint.pt").is_file()]
     if missing:
         raise LabkitError(f"{runs_dir}: no trained run for {', '.join(missing)}: run 02_train.ipynb for each model first")
     nets = {m: load_nets(runs_dir / m)[0] for m in MODELS}
-    return nets, D.grid_faces(D.resolve_data(data), n), D.fixed_noise(nets["vaegan"].latent, n)
+    latent = {n.latent for n in nets.values()}
+    if len(latent) > 1:
+        raise LabkitError(f"{runs_dir}: the runs have different latent sizes ({sorted(latent)}): not one comparison")
+    return nets, D.grid_faces(D.resolve_data(data), n), D.fixed_noise(latent.pop(), n)
+
+
+def training_table(runs):
+    """How each run (title -> run folder) trained, as a markdown table: steps, images, wall time
+    and its last logged losses; then the machines they ran on."""
+    lines = ["| model | steps | images seen | minutes | last losses |", "|" + "|".join("-" * w for w in (12, 10, 8, 7, 40)) + "|"]
+    machines = {}
+    for name, path in runs.items():
+        run = Run(path)
+        o, rows = run.options(), [r for r in run.stats() if "kimg" in r]
+        last = rows[-1] if rows else {}
+        losses = ", ".join(f"{k[5:]} {v:.3g}" for k, v in last.items() if k.startswith("loss/"))
+        lines.append(f"| {name} | {last.get('step', 0):,} of {o['steps']:,} | {last.get('kimg', 0):,.0f}k | "
+                     f"{last.get('seconds', 0) / 60:.1f} | {losses} |")
+        machine = f"{o['provenance']['device']}, torch {o['provenance']['torch']}" + (", bf16" if o.get("fast") else "")
+        machines.setdefault(machine, []).append(name)
+    where = "; ".join(f"{', '.join(names)} on {m}" for m, names in machines.items())
+    return "\n".join(lines) + f"\n\nTrained {where}.\n"

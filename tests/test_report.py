@@ -8,12 +8,12 @@ import torch
 from PIL import Image
 
 from labkit import data as D
-from labkit.models import Nets
+from labkit.models import MODELS, Nets
 from labkit.options import evaluation
 from labkit.report import ROOT, build_report, jpeg_copy
 from labkit.widgets import LatentExplorer
 
-from conftest import FIGURES, assert_results_consistent, pdf_text, shared_data
+from conftest import assert_results_consistent, figures as report_figures, pdf_text, shared_data
 
 
 def test_latent_sliders_change_the_decoded_face():
@@ -67,17 +67,19 @@ def test_smoke_report_end_to_end(tmp_path):
     data = shared_data()
     paths = build_report("smoke", tmp_path, data=str(data) if data else None, epochs=1, limit=256, eval_n=16, n_ref=16)
 
-    for name in ("00_introduction", "01_data", "02_train_vae", "02_train_gan", "02_train_vaegan", "03_results", "04_discussion", "05_demo"):
+    for name in ("00_introduction", "01_data", *(f"02_train_{m}" for m in MODELS), "03_results", "04_discussion",
+                 "05_demo"):
         nb = json.loads((tmp_path / f"{name}.ipynb").read_text())
         errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o["output_type"] == "error"]
         assert not errors, name
     intro = (tmp_path / "00_introduction.ipynb").read_text()
-    assert intro.count("| `beta` |") == 2  # the VAE-GAN's settings table and the VAE's (hw2): each its own beta
+    # One settings table, a column per model, each with its own beta (the GAN has none).
+    assert intro.count("| `beta` |") == 1 and "| setting | handout | VAE (hw2) | VAE-Dis_l | VAE-GAN | GAN (hw3) |" in intro
     demo = (tmp_path / "05_demo.ipynb").read_text()
     assert "sliders respond" in demo
 
     figures = tmp_path / "figures"
-    expected = FIGURES | ({"attributes.png"} if data else set())
+    expected = report_figures() | ({"attributes.png"} if data else set())
     assert expected <= {p.name for p in figures.glob("*.png")}
     for name in expected:
         with Image.open(figures / name) as img:
@@ -89,7 +91,7 @@ def test_smoke_report_end_to_end(tmp_path):
     results = tmp_path / "03_results.ipynb"
     if os.environ.get("LABKIT_INCEPTION"):  # offline, FID needs local weights; CI has them
         metrics = json.loads((tmp_path / "figures" / "metrics.json").read_text())
-        assert set(metrics["runs"]) == {"vae", "gan", "vaegan"}
+        assert set(metrics["runs"]) == set(MODELS)
         assert "| FID prior samples |" in results.read_text()
     else:
         # With internet torch-fidelity downloads the weights; without, the notebook says so.

@@ -1,0 +1,44 @@
+"""Publishing a report's results into the repository: figures/<profile>/, an explicit step.
+
+    python -m labkit publish [--build build]
+
+`make report` writes only into its build folder, so that a user's report (other runs: another
+CPU trains other runs from the same seeds) never rewrites the committed results. `publish`
+copies a finished cpu or full report there: its figures, metrics.json and report.pdf. Figures
+the new report no longer draws are removed, and an identity.json that judged other runs than
+the new metrics.json is removed too (python -m labkit identity measures it again).
+"""
+import json
+import shutil
+from pathlib import Path
+
+from labkit import LabkitError
+from labkit.identity import unjudged
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def publish(build="build", root=ROOT):
+    """Copy build's results into root/figures/<profile>/; returns the folder and what it removed."""
+    build = Path(build)
+    record_file, figures = build / "report.json", build / "figures"
+    if not record_file.is_file() or not (figures / "metrics.json").is_file():
+        raise LabkitError(f"{build}: no finished report with metrics (run make report, or report --from, first)")
+    profile = json.loads(record_file.read_text())["facts"]["profile"]
+    if profile == "smoke":
+        raise LabkitError(f"{build}: a smoke check, not results: nothing to publish")
+    if not (build / "report.pdf").is_file():
+        raise LabkitError(f"{build}: no report.pdf (the PDF needs xelatex and pandoc): publish the report with its PDF")
+    dest = Path(root) / "figures" / profile
+    dest.mkdir(parents=True, exist_ok=True)
+    drawn = {p.name for p in figures.glob("*.png")}
+    removed = [p.name for p in dest.glob("*.png") if p.name not in drawn]
+    for name in removed:
+        (dest / name).unlink()
+    for path in [*figures.glob("*.png"), figures / "metrics.json", build / "report.pdf"]:
+        shutil.copy2(path, dest / path.name)
+    identity = dest / "identity.json"
+    if identity.is_file() and unjudged(json.loads(identity.read_text()), json.loads((dest / "metrics.json").read_text())):
+        identity.unlink()
+        removed.append(identity.name)
+    return dest, removed
