@@ -202,7 +202,7 @@ MODELS = {
                  ("beta",), "a VAE with a pixel-wise Gaussian likelihood"),
     "vaedisl": Model("VAE-Dis_l", ("enc", "dec", "dis"), {"enc": "beta * kl + llike", "dec": "llike", "dis": "d"},
                      L.vaegan_losses, ("beta", "d_weights", "recon_fake", "feature_layer", "feature_norm",
-                                       "dec_batch", "margin"),
+                                       "dec_batch"),
                      "a VAE whose likelihood is measured on Dis_l; D trains as the VAE-GAN's, the decoder gets "
                      "no GAN gradient"),
     "vaegan": Model("VAE-GAN", ("enc", "dec", "dis"), {"enc": "beta * kl + llike", "dec": "gamma * llike + g",

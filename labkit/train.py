@@ -90,19 +90,26 @@ def train_step(nets, opts, x, generator, o, autocast=False, shard=(0, 1), diagno
     stepping = updated(nets.spec, opts, losses, o["margin"])
     for name in stepping:
         opts[name].step()
-    if o["margin"] and "diag/cost_real" in losses:  # the rule ran (the VAE has no D to freeze)
+    if equilibrium_rule(nets.spec, losses, o["margin"]):
         ruled = [k for k in opts if k == "dis" or nets.spec.adversarial(k)]
         diag.update({f"diag/updates_{k}": torch.tensor(float(k in stepping)) for k in ruled})
     return {**{k: v.detach() for k, v in losses.items()}, **diag}
 
 
+def equilibrium_rule(model, losses, margin):
+    """Whether the authors' equilibrium rule applies: a margin is set, and the model (a registry
+    entry) plays the game, a network of it learning to fool D. Without one (the VAE, VAE-Dis_l)
+    there is nothing to balance: a D that always wins is what such a decoder leaves it."""
+    return bool(margin) and "diag/cost_real" in losses and any(model.adversarial(n) for n in model.trains)
+
+
 def updated(model, opts, losses, margin):
     """The networks that step. The equilibrium rule (the authors' code) freezes D while it wins
     by more than `margin` on real or fake images, and the networks that learn to fool it (the
-    decoder of `model`, a registry entry, when its objective holds the generator loss) while it
-    loses by more; if both would freeze, both step. Every other network always steps. It reads
-    the costs on the host: one sync per step when it is on."""
-    if not margin or "diag/cost_real" not in losses:
+    decoder of `model`, when its objective holds the generator loss) while it loses by more; if
+    both would freeze, both step. Every other network always steps. It reads the costs on the
+    host: one sync per step when it is on."""
+    if not equilibrium_rule(model, losses, margin):
         return list(opts)
     costs = (losses["diag/cost_real"].item(), losses["diag/cost_fake"].item())
     dis = not any(c < EQUILIBRIUM - margin for c in costs)
