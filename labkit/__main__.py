@@ -1,10 +1,15 @@
-"""python -m labkit {train,sample,prepare,evaluate,identity,ablation,report,publish,bundle,reproduce} ... (each has --help)."""
+"""python -m labkit {train,sample,prepare,evaluate,identity,ablation,report,publish,bundle,reproduce} ...
+
+Each command has --help.
+"""
 import argparse
 import sys
 from pathlib import Path
 
 from labkit import LabkitError
 from labkit.options import OPTIONS, PROFILES, add_arguments
+
+INCEPTION_HELP = "local FID Inception weights (default: $LABKIT_INCEPTION, else download)"
 
 
 def positive_int(text):
@@ -29,13 +34,23 @@ def cmd_train(a):
 
 def cmd_sample(a):
     import torch
+
     from labkit import plots
-    from labkit.runs import load_nets
-    nets, o = load_nets(a.run, "cpu")
-    z = torch.randn(a.n, o["latent"], generator=torch.Generator().manual_seed(a.seed))
-    out = a.out or Path(a.run) / f"samples-seed{a.seed}.png"
+    if (a.run is None) == (a.pretrained is None):
+        raise LabkitError("give a run folder or --pretrained MODEL (one of them)")
+    if a.pretrained:
+        from labkit.pretrained import load
+        nets, info = load(a.pretrained)
+        model, latent = info["settings"]["model"], info["settings"]["latent"]
+        out = a.out or Path(f"samples-{a.pretrained}-seed{a.seed}.png")
+    else:
+        from labkit.runs import load_nets
+        nets, o = load_nets(a.run, "cpu")
+        model, latent = o["model"], o["latent"]
+        out = a.out or Path(a.run) / f"samples-seed{a.seed}.png"
+    z = torch.randn(a.n, latent, generator=torch.Generator().manual_seed(a.seed))
     plots.save_png(plots.grid(nets.decode(z), nrow=a.nrow), out)
-    print(f"[labkit] {a.n} samples of {o['model']} -> {out}")
+    print(f"[labkit] {a.n} samples of {model} -> {out}")
 
 
 def cmd_prepare(a):
@@ -105,12 +120,14 @@ def add_training_commands(sub):
     add_arguments(t)
     t.set_defaults(func=cmd_train)
 
-    s = sub.add_parser("sample", help="a grid of prior samples from a trained run")
-    s.add_argument("run", help="run folder (or its checkpoint.pt)")
+    s = sub.add_parser("sample", help="a grid of prior samples from a trained run or the published weights")
+    s.add_argument("run", nargs="?", help="run folder (or its checkpoint.pt)")
+    s.add_argument("--pretrained", metavar="MODEL", help="the published weights of MODEL (figures/cpu/weights), or a "
+                   ".safetensors file, instead of a run")
     s.add_argument("--n", type=positive_int, default=64)
     s.add_argument("--nrow", type=positive_int, default=8)
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--out", help="PNG path (default: RUN/samples-seedS.png)")
+    s.add_argument("--out", help="PNG path (default: RUN/samples-seedS.png; with --pretrained samples-MODEL-seedS.png)")
     s.set_defaults(func=cmd_sample)
 
     r = sub.add_parser("prepare", help="build celeba64.h5 / celeba64_holdout.h5 from img_align_celeba")
@@ -128,7 +145,7 @@ def add_evaluation_commands(sub):
     e.add_argument("--data", help="celeba64.h5 or its folder; the held-out file beside it is the reference")
     e.add_argument("--n", type=positive_int, default=10_000, help="generated images per set (default 10000)")
     e.add_argument("--n-ref", type=positive_int, help="held-out reference images (default: all)")
-    e.add_argument("--inception-weights", help="local FID Inception weights (default: $LABKIT_INCEPTION, else download)")
+    e.add_argument("--inception-weights", help=INCEPTION_HELP)
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--out", help="JSON path (default: metrics.json beside the first run)")
     e.set_defaults(func=cmd_evaluate)
@@ -137,7 +154,8 @@ def add_evaluation_commands(sub):
     i.add_argument("runs", nargs="*", help="vae or vaegan run folders")
     i.add_argument("--data", help="celeba64.h5 or its folder; the held-out file beside it holds the faces")
     i.add_argument("--n", type=positive_int, default=1000,
-                   help="held-out faces (default 1000); as many as the evaluation reconstructed to judge what it scored")
+                   help="held-out faces (default 1000); as many as the evaluation reconstructed to judge what it "
+                   "scored")
     i.add_argument("--blur", type=positive_float, nargs="*", default=[],
                    help="also these Gaussian blurs of the faces (sigma in px), to calibrate the scale")
     i.add_argument("--out", help="JSON path (default: identity.json beside the first run)")
@@ -152,7 +170,7 @@ def add_evaluation_commands(sub):
     ab.add_argument("--limit", type=positive_int, help="override the profile's training-set size (short probes)")
     ab.add_argument("--eval-n", type=positive_int, help="generated images per FID set (default: the profile's)")
     ab.add_argument("--n-ref", type=positive_int, help="held-out reference images (default: the profile's)")
-    ab.add_argument("--inception-weights", help="local FID Inception weights (default: $LABKIT_INCEPTION, else download)")
+    ab.add_argument("--inception-weights", help=INCEPTION_HELP)
     ab.set_defaults(func=cmd_ablation)
 
     rp = sub.add_parser("report", help="run the notebooks with papermill and export the report (PDF, HTML)")
@@ -180,14 +198,15 @@ def add_offline_gpu_commands(sub):
     b.add_argument("--have", help="pip freeze of the GPU machine: packages to leave out (default: torch & co)")
     b.set_defaults(func=cmd_bundle)
 
-    rr = sub.add_parser("reproduce", help="on a GPU machine: data, training, evaluation, notebooks; call again to continue")
+    rr = sub.add_parser("reproduce", help="on a GPU machine: data, training, evaluation, notebooks; call again to "
+                        "continue")
     rr.add_argument("--out", required=True, help="folder for what must come back (a few files)")
     rr.add_argument("--data", help="img_align_celeba zip, a folder of its JPEGs, or a folder holding celeba64.h5")
     rr.add_argument("--work", default="reproduce", help="folder for data, checkpoints, caches (stays there)")
     rr.add_argument("--profile", choices=list(PROFILES), default="full")
     rr.add_argument("--time-limit", type=float, default=540, help="seconds this call may train (default 540)")
-    rr.add_argument("--epochs", type=positive_int, help="override the profile's epochs, to fit the minutes a machine is "
-                    "lent for (the report says how many; give the same in every call)")
+    rr.add_argument("--epochs", type=positive_int, help="override the profile's epochs, to fit the minutes a machine "
+                    "is lent for (the report says how many; give the same in every call)")
     rr.add_argument("--fast", action=argparse.BooleanOptionalAction, help=f"{OPTIONS['fast'].help}; --no-fast "
                     "where the GPU's torch cannot compile it")
     rr.set_defaults(func=cmd_reproduce)

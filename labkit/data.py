@@ -120,11 +120,17 @@ def training_set(data=None, limit=None, device="cpu"):
 
 
 def holdout_set(data=None, limit=None):
-    """(uint8 held-out images, where they come from): the file beside the training data, else
-    synthetic faces of another seed, never trained on."""
-    path = holdout_path(resolve_data(data))
-    if path is None:
+    """(uint8 held-out images, where they come from): the file beside the training data, or
+    synthetic faces of another seed when there is no CelebA. CelebA without its held-out file is
+    an error: scoring real models against cartoons would say nothing."""
+    train = resolve_data(data)
+    if train is None:
         return torch.from_numpy(synthetic_images(limit or SYNTHETIC_HOLDOUT, seed=7)), "synthetic faces (seed 7)"
+    path = holdout_path(train)
+    if path is None:
+        raise LabkitError(f"{train.with_name(HOLDOUT_FILE)}: no such file: figures and evaluation need the held-out "
+                          f"faces beside {train.name} (python -m labkit prepare writes both; check that it finished "
+                          "and that --partition's names match the images)")
     return load_images(path, limit=limit), str(path)
 
 
@@ -212,7 +218,8 @@ def synthetic_images(n=2048, seed=0):
             eye = ((xx - cx - side * rx * 0.4) / 0.045) ** 2 + ((yy - cy + ry * 0.15) / 0.03) ** 2 <= 1
             draw(img, eye, rng.uniform(0, 60, 3))
         smile = rng.uniform(0.01, 0.05)
-        mouth = (np.abs(xx - cx) < rx * 0.45) & (np.abs(yy - (cy + ry * 0.45) - smile * np.cos((xx - cx) / rx * 3)) < 0.02)
+        curve = cy + ry * 0.45 + smile * np.cos((xx - cx) / rx * 3)
+        mouth = (np.abs(xx - cx) < rx * 0.45) & (np.abs(yy - curve) < 0.02)
         draw(img, mouth, rng.uniform([120, 20, 30], [220, 80, 90]))
         out[i] = np.clip(img + rng.normal(0, 4, img.shape), 0, 255).astype(np.uint8)
     return out.transpose(0, 3, 1, 2).copy()
@@ -286,7 +293,8 @@ def prepare(src, out, holdout=2000, partition=None, limit=None, progress=True):
                 raise LabkitError(f"--holdout {holdout} must be between 0 and {len(sources) - 1} images")
             is_holdout = [i >= len(sources) - holdout for i in range(len(sources))]
         images = np.empty((len(sources), 3, 64, 64), np.uint8)
-        for i, (_, read) in enumerate(tqdm(sources, desc="crop+resize", unit="img", disable=not progress, mininterval=2)):
+        bar = tqdm(sources, desc="crop+resize", unit="img", disable=not progress, mininterval=2)
+        for i, (_, read) in enumerate(bar):
             images[i] = crop_resize(read())
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

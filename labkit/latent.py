@@ -42,20 +42,24 @@ def interpolation_rows(nets, pairs_u8, steps=8):
     """For each (face A, face B): A, the decoded path from A's code to B's, B."""
     rows = []
     for a, b in pairs_u8:
-        za, zb = nets.enc(D.to_float(torch.stack([a, b])))[0]
+        za, zb = nets.enc.posterior_mean(D.to_float(torch.stack([a, b])))
         path = D.to_uint8(nets.dec(interpolate(za, zb, steps)))
         rows.append(torch.cat([a[None], path, b[None]]))
     return torch.cat(rows)
 
 
 @torch.no_grad()
+def walks(nets, z, vectors, strengths=(-2, -1, 0, 1, 2)):
+    """For one code z and each direction: z plus each strength times the direction, decoded."""
+    return torch.cat([D.to_uint8(nets.dec(torch.stack([z + s * vec for s in strengths]))) for vec in vectors.values()])
+
+
+@torch.no_grad()
 def direction_rows(nets, faces_u8, vectors, strengths=(-1.5, -0.75, 0, 0.75, 1.5)):
     """For each face and direction (an attribute vector, a principal direction): the face, then
     its code plus each strength times the direction, decoded."""
-    z = nets.enc(D.to_float(faces_u8))[0]
+    z = nets.enc.posterior_mean(D.to_float(faces_u8))
     rows = []
     for i, face in enumerate(faces_u8):
-        for vec in vectors.values():
-            codes = torch.stack([z[i] + s * vec for s in strengths])
-            rows.append(torch.cat([face[None], D.to_uint8(nets.dec(codes))]))
+        rows += [torch.cat([face[None], walk]) for walk in walks(nets, z[i], vectors, strengths).split(len(strengths))]
     return torch.cat(rows)

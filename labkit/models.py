@@ -53,6 +53,10 @@ class Encoder(nn.Module):
         h = self.convs(x)
         return self.mean(h), self.logvar(h)
 
+    def posterior_mean(self, x):
+        """The mean alone: what reconstructions and latent codes read (published encoders keep no more)."""
+        return self.mean(self.convs(x))
+
 
 class Decoder(nn.Module):
     """z (B, latent) -> image (B,3,64,64) in [-1,1]. Also the GAN's generator."""
@@ -129,7 +133,7 @@ class Nets(nn.Module):
     @torch.no_grad()
     def reconstruct(self, x):
         """Decode the posterior mean: the deterministic reconstruction shown in figures."""
-        return self.dec(self.enc(x)[0])
+        return self.dec(self.enc.posterior_mean(x))
 
     @torch.no_grad()
     def sample(self, z):
@@ -139,7 +143,7 @@ class Nets(nn.Module):
     def encode(self, images_u8, batch=500):
         """Posterior means of uint8 images, in batches on the networks' device, on the CPU."""
         dev = next(self.parameters()).device
-        return torch.cat([self.enc(to_float(images_u8[i:i + batch].to(dev)))[0].cpu()
+        return torch.cat([self.enc.posterior_mean(to_float(images_u8[i:i + batch].to(dev))).cpu()
                           for i in range(0, len(images_u8), batch)])
 
     @torch.no_grad()

@@ -5,6 +5,7 @@ import numpy as np
 import torch
 from torchvision.utils import make_grid
 
+from labkit.models import MODELS
 from labkit.options import EQUILIBRIUM
 from labkit.runs import Run
 
@@ -83,6 +84,18 @@ def rows(named_images, path=None, columns=8, width=7.5):
     for spine in ax.spines.values():
         spine.set_visible(False)
     return finish(fig, path)
+
+
+def samples(nets, noise, path=None):
+    """The samples figure: the same noise through each model's decoder (model -> its networks)."""
+    return rows({MODELS[m].title: n.decode(noise) for m, n in nets.items()}, path)
+
+
+def reconstructions(nets, faces, path=None):
+    """The reconstructions figure: held-out faces, then each model's reconstructions of them (models
+    without an encoder are left out)."""
+    return rows({"held-out face": faces, **{MODELS[m].title: n.decode(n.encode(faces)) for m, n in nets.items()
+                                           if n.has_encoder}}, path)
 
 
 def zoom(images, rows, cols, scale=3):

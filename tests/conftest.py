@@ -2,7 +2,9 @@ import json
 import math
 import os
 import shutil
+import socket
 import subprocess
+import time
 from pathlib import Path
 
 import h5py
@@ -110,9 +112,46 @@ def assert_results_consistent(folder, pdf, sizes, settings):
 def pdf_text(path):
     """The PDF's text (pdftotext when installed, else pypdf)."""
     if shutil.which("pdftotext"):
-        return subprocess.run(["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True, check=True).stdout
+        return subprocess.run(["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True,
+                              check=True).stdout
     from pypdf import PdfReader
     return "\n".join(page.extract_text() or "" for page in PdfReader(path).pages)
+
+
+# Chromium as root in a sandbox-less container, on a machine without internet (the browser tests).
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def drag(page, slider, dx):
+    """Drag the handle of the ipywidgets slider labelled `slider` by dx pixels, as a mouse would."""
+    handle = page.locator(".widget-slider", has_text=slider).locator(".noUi-handle").first
+    box = handle.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] / 2 + dx, box["y"] + box["height"] / 2, steps=8)
+    page.mouse.up()
+
+
+def shows_a_change(page, image, action, screenshot):
+    """Whether the image's source changes within a minute of `action` (the kernel decodes the face
+    and sends it back, slowly on a loaded CI machine); the page is kept as `screenshot`."""
+    before = image.get_attribute("src")
+    action()
+    for _ in range(600):
+        if image.get_attribute("src") != before:
+            page.screenshot(path=screenshot)
+            return True
+        time.sleep(0.1)
+    page.screenshot(path=screenshot.with_name(screenshot.stem + "-unchanged.png"))
+    return False
 
 
 @pytest.fixture(scope="module")

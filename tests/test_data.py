@@ -15,6 +15,7 @@ from conftest import shared_data, write_h5
 
 def test_handout_dataloader_snippet_runs_unchanged(celeba_like, capsys):
     import torchvision.transforms as transforms
+
     from labkit.data import CelebADataset
     batch_size = 64
     T = transforms.Compose([transforms.ToTensor(),
@@ -129,8 +130,20 @@ def test_each_bad_input_gives_its_clear_error(tmp_path):
 
 
 def test_bad_input_through_the_cli_is_one_line(tmp_path, capsys):
-    for name, message in bad_files(tmp_path).items():
+    for name in bad_files(tmp_path):
         code = main(["train", "--model", "vae", "--profile", "smoke", "--run-dir", str(tmp_path / "run"),
                      "--data", str(tmp_path / name)])
         err = capsys.readouterr().err
         assert code == 2 and err.startswith("error: ") and err.count("\n") == 1, (name, err)
+
+
+def test_celeba_without_its_held_out_file_is_an_error_not_cartoon_faces(celeba_like, two_runs):
+    from labkit.metrics import evaluate
+
+    from conftest import tiny_extractor
+    (celeba_like.parent / D.HOLDOUT_FILE).unlink()  # an interrupted prepare
+    with pytest.raises(LabkitError, match="celeba64_holdout.h5: no such file: figures and evaluation need"):
+        D.holdout_set(celeba_like)
+    with pytest.raises(LabkitError, match="celeba64_holdout.h5: no such file"):
+        evaluate([two_runs / "vae"], data=celeba_like, n=8, extractor=tiny_extractor())
+    assert D.holdout_set(None, 3)[1] == "synthetic faces (seed 7)"  # without CelebA, cartoons stand in, and say so

@@ -33,3 +33,38 @@ def test_notebooks_are_committed_without_outputs():
             assert "id" in cell, f"{path.name}: a cell without an id (nbformat 4.5 wants one)"
             if cell["cell_type"] == "code":
                 assert not cell["outputs"] and cell["execution_count"] is None, path.name
+
+
+def test_the_python_we_promise_is_the_python_the_code_is_written_for():
+    import ast
+    import sys
+    import tomllib
+    promised = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    assert promised == ">=3.11"
+    assert "  - python>=3.11" in (ROOT / "environment.yml").read_text().splitlines()
+    for doc in ("README.md", "Makefile"):
+        assert "Python 3.11+" in (ROOT / doc).read_text(), doc
+    assert sys.version_info >= (3, 11)
+    for path in [*ROOT.glob("labkit/*.py"), *ROOT.glob("tests/*.py")]:  # no syntax newer than promised
+        ast.parse(path.read_text(), str(path), feature_version=(3, 11))
+
+
+def test_without_apt_get_the_optional_tools_are_one_line_and_make_goes_on(tmp_path):
+    """An offline machine, or a distribution without a chromium package: apt-get fails, and make
+    says so in one line and goes on (xelatex and Chromium are optional)."""
+    import os
+    import shutil
+    import subprocess
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "apt-get"
+    fake.write_text("#!/bin/sh\necho 'E: Unable to locate package chromium' >&2\nexit 100\n")
+    fake.chmod(0o755)
+    (bin_dir / "id").write_text("#!/bin/sh\necho 0\n")  # as root, so that make tries apt-get
+    (bin_dir / "id").chmod(0o755)
+    out = subprocess.run([shutil.which("make"), "-s", "-C", str(ROOT), "system"], capture_output=True, text=True,
+                         env=dict(os.environ, PATH=str(bin_dir)), timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines() == [
+        "[labkit] no xelatex, pandoc or chromium, and apt-get cannot install them here: HTML report only, "
+        "browser tests skipped"]
