@@ -181,7 +181,8 @@ def test_checkpoints_load_on_the_cpu_so_the_rng_state_restores_on_any_device(tmp
     training_loop(tmp_path, model="vae", **RUN)
     real_load, seen = torch.load, {}
     with pytest.raises((TypeError, RuntimeError, NotImplementedError)):
-        torch.Generator().set_state(real_load(tmp_path / "checkpoint.pt", map_location="meta", weights_only=True)["rng"])
+        on_meta = real_load(tmp_path / "checkpoint.pt", map_location="meta", weights_only=True)
+        torch.Generator().set_state(on_meta["rng"])
     monkeypatch.setattr(torch, "load", lambda *a, **k: seen.update(k) or real_load(*a, **k))
     state = load_checkpoint(tmp_path)
     assert seen["map_location"] == "cpu" and state["rng"].device.type == "cpu"
@@ -231,7 +232,7 @@ def test_compiled_networks_train_as_the_eager_ones(model, device, tmp_path):
     # passes of their own through networks compiled without them. The first step gives the eager
     # one's losses (later ones drift apart at bf16's precision, as any two GAN runs do); the
     # epoch's grid compiles nothing. On-disk compile caches off: a cached backward hid the failure
-    # this guards against. tests/gpu_session.sh trains without the fast path if this fails on CUDA.
+    # this guards against. scripts/gpu_job.sh trains without the fast path if this fails on CUDA.
     o, dev = options(model=model, profile="smoke", batch=16, **TINY), torch.device(device)
     torch.manual_seed(0)
     eager = Nets.of(o).to(dev, memory_format=torch.channels_last)

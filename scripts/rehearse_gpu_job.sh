@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Rehearses the GPU reproduction on the CPU, end to end, before any GPU time is spent:
 #   a Python holding only what the GPU image holds of the pipeline's packages (torch & co, pytest,
-#   jinja2 & co; none of the notebook stack), then tests/gpu_session.sh, the very script the GPU
+#   jinja2 & co; none of the notebook stack), then scripts/gpu_job.sh, the very script the GPU
 #   runs, at smoke size in calls of REHEARSE_LIMIT seconds (each continues the last; the
 #   Inception weights come once training is done, as with the GPU's second call), then
 #   `report --from` back home.
-# Usage: tests/rehearse_gpu.sh            (from the repository root; ../shared as in CI)
+# Usage: scripts/rehearse_gpu_job.sh            (from the repository root; ../shared as in CI)
 #   GPU_VENV=DIR   reuse a venv that already holds the image's packages (installing torch takes minutes)
 #   PYTHON=python3.12  the faithful rehearsal (pip then fetches a large torch build); default python3.11
 set -euo pipefail
@@ -29,8 +29,8 @@ fi
 
 t0=$(date +%s)
 gpu=$work/gpu
-.venv/bin/python -m labkit bundle "$gpu/bundle" --python "$ver" --zip "$zip" --have tests/gpu_image.txt
-.venv/bin/python -m labkit bundle "$work/bundle312" --python 3.12 --have tests/gpu_image.txt >/dev/null
+.venv/bin/python -m labkit bundle "$gpu/bundle" --python "$ver" --zip "$zip" --have scripts/gpu_image.txt
+.venv/bin/python -m labkit bundle "$work/bundle312" --python 3.12 --have scripts/gpu_image.txt >/dev/null
 echo "[rehearse] packages only in the $ver bundle (<) or only in the 3.12 one (>), by environment markers:"
 diff <(ls "$gpu/bundle/wheels" | cut -d- -f1 | sort) <(ls "$work/bundle312/wheels" | cut -d- -f1 | sort) || true
 du -sh "$gpu/bundle"
@@ -47,14 +47,14 @@ while true; do
   set +e
   PATH="$venv/bin:$PATH" GPU_DIR=$gpu OUT=$work/out PROFILE=smoke LABKIT_DATA= \
     BENCH="--sizes smoke --models vaegan --batches 16 --steps 2" \
-    bash tests/gpu_session.sh "${REHEARSE_LIMIT:-100}" 2>&1 | tee "$work/call.log"
+    bash scripts/gpu_job.sh "${REHEARSE_LIMIT:-100}" 2>&1 | tee "$work/call.log"
   rc=${PIPESTATUS[0]}
   set -e
   for f in checks.txt bench.jsonl results.tar.gz.part0; do
     test -s "$work/out/$f" || { echo "[rehearse] call $calls sent back no $f"; exit 1; }
   done
   [ $rc -eq 0 ] && break
-  [ $rc -eq 3 ] || { echo "[rehearse] gpu_session.sh failed ($rc)"; exit 1; }
+  [ $rc -eq 3 ] || { echo "[rehearse] gpu_job.sh failed ($rc)"; exit 1; }
   if grep -q "needs the FID Inception weights" "$work/call.log"; then  # the second call carries them
     gated=1; mkdir -p "$gpu/weights"; cp "$weights" "$gpu/weights/"
   fi
@@ -66,4 +66,4 @@ ls -l "$work/out"
 # Back home: the report from what came back.
 .venv/bin/python -m labkit report --from "$work/out" --build "$work/home"
 test -s "$work/home/from/report.html"
-echo "[rehearse] done in $(( $(date +%s) - t0 )) s, gpu_session.sh called $calls times"
+echo "[rehearse] done in $(( $(date +%s) - t0 )) s, gpu_job.sh called $calls times"

@@ -1,32 +1,30 @@
 #!/usr/bin/env bash
-# A lent GPU's whole work, as the same command in every call: the GPU checks and benchmark once,
-# then `reproduce` (the full profile) for the rest of each call.
+# An offline GPU job's whole work, as the same command in every call: the GPU checks and the
+# benchmark once per machine, then `reproduce` (the full profile) for the rest of each call.
+# The job it is written for: a bare Python with torch, no internet, calls of limited time, a
+# limited upload beside the checkout, a limited return (docs/offline-gpu.md).
 #
-# Prepare here (.gpu/ is git-ignored). The two folders travel in separate calls: one call carries
-# 64 MiB, and the checkout, the wheels and the zip take about 52 of them, the weights 46.
-#   python -m labkit bundle .gpu/bundle --python 3.12 --have tests/gpu_image.txt \
+# Prepare here (.gpu/ is git-ignored); the two folders can travel in separate calls where one
+# upload cannot hold the checkout, the wheels, the zip and the Inception weights together:
+#   python -m labkit bundle .gpu/bundle --python 3.12 --have scripts/gpu_image.txt \
 #     --zip ../shared/data/img_align_celeba_halfres_10k.zip
 #   mkdir -p .gpu/weights && cp ../shared/weights/fid_inception_v3_pool3_fp16.pth .gpu/weights/
-# Then with the device tool, each call right after the last (what a call leaves under .gpu stays
-# while the machine is held, 30 s after a call), then give_back; 15 minutes of device time hold
-# the machine's start (1-2 min) and the two calls:
-#   bash tests/gpu_session.sh 420   carry [".gpu/bundle"], timeout_s 450: checks, benchmark, training
-#   bash tests/gpu_session.sh N     carry [".gpu/weights"], N = status's budget_left_s - 60, timeout_s N + 30:
-#                                   the rest of the training, the notebooks, the results
-# SECONDS is what the call may take (its timeout_s less a margin); training stops 60 s before it
-# to leave time for the last checkpoint and the packing; the notebooks run once all three
-# models are trained and the weights are there. Exit 0 when the results are packed, 3 before.
+# Then, each call right after the last while the machine keeps its files:
+#   bash scripts/gpu_job.sh SECONDS   (with .gpu/bundle; later calls with .gpu/weights too)
+# SECONDS is what the call may take (its time limit less a margin); training stops 60 s before it
+# to leave time for the last checkpoint and the packing; the notebooks run once all the models
+# are trained and the weights are there. Exit 0 when the results are packed, 3 before.
 # Each call leaves in $OUT: checks.txt (the GPU, torch, the gpu-marked tests, the benchmark's
 # output), bench.jsonl, and results.tar.gz.part* (the results, or the runs' progress so far);
 # at home: python -m labkit report --from DIR.
 # Settings: GPU_DIR (.gpu), PROFILE (full), BENCH (the benchmark's arguments), REPRODUCE (more
 # arguments of reproduce, the same in every call: --epochs N where the profile's 100 do not fit
-# the session). If the gpu-marked test of the compiled networks fails, every call trains with
+# the job). If the gpu-marked test of the compiled networks fails, every call trains with
 # --no-fast.
-# tests/rehearse_gpu.sh runs this on a CPU at smoke size first.
+# scripts/rehearse_gpu_job.sh runs this on a CPU at smoke size first.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-limit=${1:?usage: tests/gpu_session.sh SECONDS}
+limit=${1:?usage: scripts/gpu_job.sh SECONDS}
 start=$(date +%s)
 gpu=$(realpath "${GPU_DIR:-.gpu}")
 out=${OUT:-$gpu/out}
@@ -50,7 +48,7 @@ cp "$gpu/checks.txt" "$out/"
 # Where this torch cannot compile the fast path, train without it rather than spend the minutes on it.
 fast=
 if grep -qE "^(FAILED|ERROR) tests/test_train.py::test_compiled_networks" "$gpu/checks.txt"; then
-  fast=--no-fast; echo "[gpu_session] the compiled networks failed their test: training with --no-fast"
+  fast=--no-fast; echo "[gpu_job] the compiled networks failed their test: training with --no-fast"
 fi
 python3 -m labkit reproduce --out "$out" --data "$gpu"/bundle/*.zip --work "$gpu/reproduce" \
   --profile "${PROFILE:-full}" --time-limit $((limit - 60 - ($(date +%s) - start))) $fast ${REPRODUCE:-}
