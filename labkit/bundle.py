@@ -99,6 +99,7 @@ def bundle(out, python="3.12", zip_path=None, have=None):
         shutil.copy2(zip_path, out / Path(zip_path).name)
     line = (f"python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/labkit-site {out}/wheels/*.whl "
             f"&& export PYTHONPATH=/tmp/labkit-site:$PYTHONPATH")
-    (out / "install.sh").write_text(f"# Installs the bundle offline; then run python -m labkit from the checkout.\n{line}\n")
+    header = "# Installs the bundle offline; then run python -m labkit from the checkout."
+    (out / "install.sh").write_text(f"{header}\n{line}\n")
     mib = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 2**20
     return sorted(wheel_name(w) for w in wheels.glob("*.whl")), mib, line

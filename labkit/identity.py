@@ -171,7 +171,8 @@ def table(results):
     lines = [f"| {p['count']:,} held-out faces | pixel MSE | distance to its face, median | "
              f"below {p['threshold']} (same person) | its face the nearest |", "|---|---|---|---|---|"]
     for name, r in results["rows"].items():
-        lines.append(f"| {name} | {r['mse']:.4f} | {r['median_distance']:.2f} | {r['same_person']:.1%} | {r['nearest']:.1%} |")
+        lines.append(f"| {name} | {r['mse']:.4f} | {r['median_distance']:.2f} | {r['same_person']:.1%} | "
+                     f"{r['nearest']:.1%} |")
     lines.append(f"| another held-out face (floor) | – | {p['floor']['median_distance']:.2f} | "
                  f"{p['floor']['same_person']:.1%} | – |")
     return "\n".join(lines)

@@ -24,7 +24,8 @@ EQUILIBRIUM = 0.68
 # handout's settings, a GPU job. cpu: the handout's tables at width 1/4 on all 8,000 training faces,
 # with the settings each row of docs/cpu-profile.md chose on its evidence, sized so that the four
 # trainings and their evaluation fit in an hour on a 2-core laptop.
-FEATURE_METRIC = dict(beta=8.0)  # the models whose likelihood is on Dis_l: KL weighed as at layer 4 (docs/cpu-profile.md#beta)
+# The models whose likelihood is on Dis_l weigh their KL as at layer 4 (docs/cpu-profile.md#beta).
+FEATURE_METRIC = dict(beta=8.0)
 PROFILES = {
     "smoke": dict(width=0.125, latent=128, epochs=4, batch=32, limit=2048, log_every=10, ckpt_every=100,
                   eval_n=64, n_ref=64),
@@ -61,36 +62,57 @@ def _positive(help, default, optional=False):
 
 
 OPTIONS = dict(
-    model        = Option("vaegan", "the model (labkit.models.MODELS): vae (hw2), vaedisl, vaegan or gan (hw3)", choices=MODELS),
-    profile      = Option("full", "sets the size and length of a run (see PROFILES) unless given", choices=tuple(PROFILES)),
-    data         = Option(None, "celeba64.h5 or its folder (default: $LABKIT_DATA, else synthetic faces)", optional=True),
+    model        = Option("vaegan", "the model (labkit.models.MODELS): vae (hw2), vaedisl, vaegan or gan (hw3)",
+                          choices=MODELS),
+    profile      = Option("full", "sets the size and length of a run (see PROFILES) unless given",
+                          choices=tuple(PROFILES)),
+    data         = Option(None, "celeba64.h5 or its folder (default: $LABKIT_DATA, else synthetic faces)",
+                          optional=True),
     epochs       = _positive("passes over the training set (handout: 100)", 100),
     batch        = _positive("images per step (handout: 64)", 64),
     lr           = Option(3e-4, "learning rate of every network (handout: 3e-4)", float, interval=(0, 1)),
     optimizer    = Option("rmsprop", "the paper's RMSProp, or adam (betas 0.5, 0.999)", choices=OPTIMIZERS),
     beta         = Option(1.0, "weight of the KL prior term (beta-VAE)", float, interval=(0, 1e4)),
-    gamma        = Option(5.0, "weight of L_llike against the GAN loss in the decoder's update (handout: 5)", float, interval=(0, 1e4)),
-    g_loss       = Option("nonsaturating", "generator loss: nonsaturating -log D(G(z)) or saturating log(1 - D(G(z)))", choices=G_LOSSES, label="generator loss"),
-    d_weights    = Option("sum", "D loss: sum (Algorithm 1: real + each fake batch) or half (authors: 0.5 real, 0.5 mean of fakes)", choices=D_WEIGHTS),
-    recon_fake   = Option(True, "D sees reconstructions as fakes (Algorithm 1); false: prior samples only (authors' CelebA script)", bool),
-    feature_layer = Option(4, "D's conv layer whose output (before its BatchNorm) is Dis_l: 4 (8x8, the authors'), 3 (16x16), 2 or 1", int, interval=(0, max(FEATURE_LAYERS))),
-    feature_norm = Option(False, "divide L_llike by the mean square of Dis_l(x), so the growth of layer l's weights cannot reweigh it", bool),
-    dec_batch    = Option("split", "decode reconstructions and prior samples separately (split) or as one batch with shared BatchNorm statistics (joint)", choices=DEC_BATCHES),
-    margin       = Option(0.0, "the authors' equilibrium rule: skip D's or the decoder's update when it wins by more than this around 0.68 (they use 0.35; 0: off)", float, interval=(0, EQUILIBRIUM), low_open=False),
-    lr_decay     = Option(1.0, "the learning rate falls exponentially to lr * lr_decay at the last step (1: constant)", float, interval=(0, 1)),
-    weight_decay = Option(0.0, "weight decay on every weight (the authors: 1e-5)", float, interval=(0, 1), low_open=False),
-    ema          = Option(0.0, "half-life in kimg (at most 5 per cent of the images seen) of the average of the encoder's and decoder's weights that figures and metrics use (0: the last weights, as the handout)", float, interval=(0, 1e4), low_open=False),
-    augment      = Option(False, "jitter each training batch as the authors jittered their faces: moved up to a few pixels, gamma, contrast and hue (labkit/augment.py)", bool),
-    init         = Option("normal", "weights: normal N(0, 0.02) (DCGAN) or glorot (the authors' deeppy)", choices=INITS),
+    gamma        = Option(5.0, "weight of L_llike against the GAN loss in the decoder's update (handout: 5)",
+                          float, interval=(0, 1e4)),
+    g_loss       = Option("nonsaturating", "generator loss: nonsaturating -log D(G(z)) or saturating "
+                          "log(1 - D(G(z)))", choices=G_LOSSES, label="generator loss"),
+    d_weights    = Option("sum", "D loss: sum (Algorithm 1: real + each fake batch) or half (authors: 0.5 real, "
+                          "0.5 mean of fakes)", choices=D_WEIGHTS),
+    recon_fake   = Option(True, "D sees reconstructions as fakes (Algorithm 1); false: prior samples only (authors' "
+                          "CelebA script)", bool),
+    feature_layer = Option(4, "D's conv layer whose output (before its BatchNorm) is Dis_l: 4 (8x8, the authors'), "
+                           "3 (16x16), 2 or 1", int, interval=(0, max(FEATURE_LAYERS))),
+    feature_norm = Option(False, "divide L_llike by the mean square of Dis_l(x), so the growth of layer l's weights "
+                          "cannot reweigh it", bool),
+    dec_batch    = Option("split", "decode reconstructions and prior samples separately (split) or as one batch with "
+                          "shared BatchNorm statistics (joint)", choices=DEC_BATCHES),
+    margin       = Option(0.0, "the authors' equilibrium rule: skip D's or the decoder's update when it wins by more "
+                          "than this around 0.68 (they use 0.35; 0: off)", float, interval=(0, EQUILIBRIUM),
+                          low_open=False),
+    lr_decay     = Option(1.0, "the learning rate falls exponentially to lr * lr_decay at the last step (1: constant)",
+                          float, interval=(0, 1)),
+    weight_decay = Option(0.0, "weight decay on every weight (the authors: 1e-5)", float, interval=(0, 1),
+                          low_open=False),
+    ema          = Option(0.0, "half-life in kimg (at most 5 per cent of the images seen) of the average of the "
+                          "encoder's and decoder's weights that figures and metrics use (0: the last weights, as the "
+                          "handout)", float, interval=(0, 1e4), low_open=False),
+    augment      = Option(False, "jitter each training batch as the authors jittered their faces: moved up to a few "
+                          "pixels, gamma, contrast and hue (labkit/augment.py)", bool),
+    init         = Option("normal", "weights: normal N(0, 0.02) (DCGAN) or glorot (the authors' deeppy)",
+                          choices=INITS),
     latent       = _positive("size of the latent code (handout: 2048)", 2048),
     width        = Option(1.0, "channel multiplier (1: the handout's tables)", float, interval=(0, 4)),
     limit        = _positive("train on the first N images only", None, optional=True),
     seed         = Option(0, "seed of the weights, the batch order and the noise", int),
     device       = Option("auto", "auto (cuda when present, else cpu), cpu or cuda[:N]"),
-    fast         = Option(None, "bf16 autocast + channels-last (+ torch.compile on cuda); default: on for cuda and for CPUs with bf16 instructions", bool, optional=True),
+    fast         = Option(None, "bf16 autocast + channels-last (+ torch.compile on cuda); default: on for cuda and "
+                          "for CPUs with bf16 instructions", bool, optional=True),
     log_every    = _positive("steps between stats lines (and the only host syncs of a step)", 50),
-    ckpt_every   = _positive("steps between checkpoints; also one at the end and when a time limit stops the run", 2500),
-    on_nan       = Option("stop", "stop: keep the last good checkpoint and exit; rollback: reload it, halve lr, go on", choices=ON_NAN),
+    ckpt_every   = _positive("steps between checkpoints; also one at the end and when a time limit stops the run",
+                             2500),
+    on_nan       = Option("stop", "stop: keep the last good checkpoint and exit; rollback: reload it, halve lr, go on",
+                          choices=ON_NAN),
     sync_bn      = Option(False, "under torchrun on GPUs: BatchNorm statistics over the global batch", bool),
 )
 
@@ -137,7 +159,9 @@ def problem(key, value):
     if value is None:
         return None if o.optional else f"{key} must be set"
     if o.choices is not None:
-        return None if value in o.choices else f"unknown {o.label or key} {value!r}; choose one of {', '.join(o.choices)}"
+        if value in o.choices:
+            return None
+        return f"unknown {o.label or key} {value!r}; choose one of {', '.join(o.choices)}"
     if o.kind is bool:
         return None if isinstance(value, bool) else f"{key} must be true or false, got {value!r}"
     low, high = o.interval or (None, None)
@@ -183,7 +207,9 @@ SHARED = ("width", "latent", "epochs", "batch", "limit", "optimizer", "lr", "lr_
 
 
 def _value(v):
-    return "all" if v is None else f"{v:g}" if isinstance(v, float) else str(v).lower() if isinstance(v, bool) else str(v)
+    if v is None:
+        return "all"
+    return f"{v:g}" if isinstance(v, float) else str(v).lower() if isinstance(v, bool) else str(v)
 
 
 def settings_table(runs):

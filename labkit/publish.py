@@ -38,7 +38,8 @@ def publish(build="build", root=ROOT):
     for path in [*figures.glob("*.png"), figures / "metrics.json", build / "report.pdf"]:
         shutil.copy2(path, dest / path.name)
     identity = dest / "identity.json"
-    if identity.is_file() and unjudged(json.loads(identity.read_text()), json.loads((dest / "metrics.json").read_text())):
+    metrics = json.loads((dest / "metrics.json").read_text())
+    if identity.is_file() and unjudged(json.loads(identity.read_text()), metrics):
         identity.unlink()
         removed.append(identity.name)
     return dest, removed

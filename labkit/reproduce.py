@@ -64,7 +64,8 @@ def reproduce(out, data=None, work="reproduce", profile="full", time_limit=540, 
         if left <= 0:
             break
         if not finished(run):  # a finished run's checkpoint (~1 GB at full size) is not loaded again
-            training_loop(run, resume=True, model=model, profile=profile, data=data, time_limit=left, **(settings or {}))
+            training_loop(run, resume=True, model=model, profile=profile, data=data, time_limit=left,
+                          **(settings or {}))
     unfinished = [m for m in MODELS if not finished(build / "runs" / m)]
     weights = os.environ.get("LABKIT_INCEPTION")
     done = (build / "report.json").is_file()
@@ -110,7 +111,8 @@ def pack(build, out):
     data, size = buf.getvalue(), PART_MIB * 2**20
     chunks = [data[i:i + size] for i in range(0, len(data), size)]
     if len(chunks) > MAX_PARTS:
-        raise LabkitError(f"the results take {len(data) / 2**20:.0f} MiB, more than {MAX_PARTS} parts of {PART_MIB} MiB")
+        raise LabkitError(f"the results take {len(data) / 2**20:.0f} MiB, more than {MAX_PARTS} parts of "
+                          f"{PART_MIB} MiB")
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("results.tar.gz.part*"):
         old.unlink()

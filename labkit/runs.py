@@ -194,18 +194,21 @@ def comparison(runs_dir, data, n=16):
     runs_dir = Path(runs_dir)
     missing = [m for m in MODELS if not (runs_dir / m / "checkpoint.pt").is_file()]
     if missing:
-        raise LabkitError(f"{runs_dir}: no trained run for {', '.join(missing)}: run 02_train.ipynb for each model first")
+        raise LabkitError(f"{runs_dir}: no trained run for {', '.join(missing)}: run 02_train.ipynb for each model "
+                          "first")
     nets = {m: load_nets(runs_dir / m)[0] for m in MODELS}
     latent = {n.latent for n in nets.values()}
     if len(latent) > 1:
         raise LabkitError(f"{runs_dir}: the runs have different latent sizes ({sorted(latent)}): not one comparison")
-    return nets, D.grid_faces(D.resolve_data(data), n), D.fixed_noise(latent.pop(), n)
+    return nets, D.holdout_set(data, n)[0], D.fixed_noise(latent.pop(), n)
 
 
 def training_table(runs):
     """How each run (title -> run folder) trained, as a markdown table: steps, images, wall time
     and its last logged losses; then the machines they ran on."""
-    lines = ["| model | steps | images seen | minutes | last losses |", "|" + "|".join("-" * w for w in (12, 10, 8, 7, 40)) + "|"]
+    # pandoc sizes the PDF's columns by these dashes: room for the losses
+    lines = ["| model | steps | images seen | minutes | last losses |",
+             "|" + "|".join("-" * w for w in (12, 10, 8, 7, 40)) + "|"]
     machines = {}
     for name, path in runs.items():
         run = Run(path)

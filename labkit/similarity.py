@@ -12,7 +12,6 @@ from labkit.data import to_float, to_uint8
 from labkit.losses import feature_llike
 from labkit.metrics import features
 
-
 SIGMAS = (1, 1.5, 2, 3, 4, 6, 8, 12, 16)  # the blurs to choose from, in pixels
 
 

@@ -7,7 +7,7 @@ from labkit import bundle as B
 
 def fake_wheel(folder, name, requires):
     path = folder / f"{name}-1.0-py3-none-any.whl"
-    meta = "Metadata-Version: 2.1\nName: {}\nVersion: 1.0\n".format(name) + "".join(f"Requires-Dist: {r}\n" for r in requires)
+    meta = f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n" + "".join(f"Requires-Dist: {r}\n" for r in requires)
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr(f"{name}-1.0.dist-info/METADATA", meta)
     return path
@@ -17,7 +17,8 @@ def test_bundle_follows_metadata_extras_and_markers_and_stops_at_the_image(tmp_p
     index = tmp_path / "index"
     index.mkdir()
     graph = {
-        "papermill": ["nbclient>=0.2", "torch", "old-backport; python_version < '3.0'", "aiohttp; python_version >= '3.12'"],
+        "papermill": ["nbclient>=0.2", "torch", "old-backport; python_version < '3.0'",
+                      "aiohttp; python_version >= '3.12'"],
         "nbclient": ["bleach[css]!=5.0.0", "numpy"],
         "bleach": ["webencodings", "tinycss2; extra == 'css'"],
         "tinycss2": ["webencodings>=0.4"],

@@ -13,8 +13,9 @@ ARGS = ["--model", "vaegan", "--profile", "smoke", "--epochs", "1", "--batch", "
 
 def train(run, nproc):
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] if nproc > 1 \
-        else [sys.executable]
+    launcher = [sys.executable]
+    if nproc > 1:
+        launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
     out = subprocess.run([*launcher, "-m", "labkit", "train", "--run-dir", str(run), *ARGS],
                          capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]

@@ -6,13 +6,14 @@ import tarfile
 
 import pytest
 
-from conftest import TINY, tiny_extractor
 from labkit import LabkitError
 from labkit.__main__ import main
-from labkit.models import MODELS
 from labkit.metrics import evaluate
+from labkit.models import MODELS
 from labkit.reproduce import pack, report_from, reproduce
 from labkit.runs import Run
+
+from conftest import TINY, tiny_extractor
 
 SETTINGS = dict(epochs=2, batch=16, limit=64, log_every=2, ckpt_every=3, **TINY)  # 8 steps a model
 
