@@ -29,13 +29,14 @@ def native_bf16(device):
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def accelerate(nets, device, fast):
+def accelerate(nets, device, fast, compile=None):
     """The fast path's networks (autocast is train_step's): channels-last weights, since bf16
-    convolutions run fastest on NHWC tensors, and compiled on a GPU (on a CPU compiling gains ~5%
-    for a minute of compile time). Both in place: state_dict keys stay those of the plain modules."""
+    convolutions run fastest on NHWC tensors, and compiled (default: on a GPU; on a CPU compiling
+    gains ~5% for a minute of compile time). In place: state_dict keys stay the plain modules'.
+    compile=False keeps bf16 and channels-last where a torch cannot compile the networks."""
     if fast:
         nets.to(memory_format=torch.channels_last)
-        if device.type == "cuda":
+        if device.type == "cuda" if compile is None else compile:
             compile_networks(nets)
     return nets
 

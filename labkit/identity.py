@@ -118,9 +118,9 @@ def reconstructions(run, faces):
     if kept is not None:
         return kept
     if run.reconstructions.is_file() and not run.checkpoint.is_file():
-        raise LabkitError(f"{run.path}: no checkpoint, and the reconstructions its evaluation kept are of other "
-                          f"faces than the first {len(faces)} held-out ones: pass the --data and --n it was evaluated "
-                          "with (--n: metrics.json's reference_count)")
+        raise LabkitError(f"{run.path}: no checkpoint, and the reconstructions its evaluation kept are not of the "
+                          f"first {len(faces)} held-out faces: pass the --data it was evaluated with and an --n no "
+                          "larger than the faces kept (metrics.json's reference_count, or what the manifest says)")
     nets, _ = load_nets(run.path)
     return nets.decode(nets.encode(faces))
 

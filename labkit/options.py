@@ -106,8 +106,10 @@ OPTIONS = dict(
     limit        = _positive("train on the first N images only", None, optional=True),
     seed         = Option(0, "seed of the weights, the batch order and the noise", int),
     device       = Option("auto", "auto (cuda when present, else cpu), cpu or cuda[:N]"),
-    fast         = Option(None, "bf16 autocast + channels-last (+ torch.compile on cuda); default: on for cuda and "
-                          "for CPUs with bf16 instructions", bool, optional=True),
+    fast         = Option(None, "bf16 autocast + channels-last (+ torch.compile, see compile); default: on for cuda "
+                          "and for CPUs with bf16 instructions", bool, optional=True),
+    compile      = Option(None, "torch.compile the networks on the fast path; default: on cuda only (--no-compile "
+                          "keeps bf16 where this torch cannot compile them)", bool, optional=True),
     log_every    = _positive("steps between stats lines (and the only host syncs of a step)", 50),
     ckpt_every   = _positive("steps between checkpoints; also one at the end and when a time limit stops the run",
                              2500),
@@ -118,7 +120,7 @@ OPTIONS = dict(
 
 
 # Settings that say how a run is carried out, not what it learns: left out of a result's record.
-MECHANICS = ("model", "data", "device", "fast", "log_every", "ckpt_every", "on_nan", "sync_bn")
+MECHANICS = ("model", "data", "device", "fast", "compile", "log_every", "ckpt_every", "on_nan", "sync_bn")
 
 
 def learned_settings(o):

@@ -82,10 +82,11 @@ def build_report(profile="auto", build="build", data=None, epochs=None, limit=No
     return export(build)
 
 
-def execute(profile, build, data, settings=None, eval_n=None, n_ref=None):
+def execute(profile, build, data, settings=None, eval_n=None, n_ref=None, note=None):
     """Run the notebooks into `build` (figures into build/figures: the committed results change
     only by `python -m labkit publish`) and record in build/report.json what the report's first
-    line says: profile, data, provenance, minutes."""
+    line says (profile, data, provenance, minutes, and `note`: why a job ran what it ran), the
+    evaluation's sizes and the settings that overrode the profile's."""
     t0 = time.time()
     build.mkdir(parents=True, exist_ok=True)
     data_path = D.resolve_data(data)
@@ -98,8 +99,9 @@ def execute(profile, build, data, settings=None, eval_n=None, n_ref=None):
     for step in plan(sizes):
         run_notebook(step.notebook, step.executed, build, dict(common, **step.parameters))
     facts = dict(profile=profile, data=common["data"] or "synthetic faces (no CelebA on this machine)",
-                 **provenance(), minutes=round((time.time() - t0) / 60, 1))
-    (build / "report.json").write_text(json.dumps(dict(facts=facts, sizes=sizes), indent=2))
+                 **provenance(), minutes=round((time.time() - t0) / 60, 1), **({"plan": note} if note else {}))
+    record = dict(facts=facts, sizes=sizes, settings=settings or {})
+    (build / "report.json").write_text(json.dumps(record, indent=2))
     return facts
 
 
@@ -159,7 +161,7 @@ OFFLINE_HTML = """{%- extends 'lab/index.html.j2' -%}
 {%- block extra_css -%}<style>img.math { vertical-align: middle; }</style>{%- endblock extra_css -%}
 """
 # The PDF: figures at the size they were drawn (their PNG's dpi), at most the text's width and
-# 0.8 of its height; Results, Discussion and Demo each start a page.
+# 0.8 of its height; Results and Discussion each start a page (sections 3 and 4).
 PDF = r"""((*- extends 'latex/index.tex.j2' -*))
 ((*- block figure scoped -*))
     \begin{center}
@@ -169,7 +171,7 @@ PDF = r"""((*- extends 'latex/index.tex.j2' -*))
 ((* block margins *))
     \geometry{verbose,tmargin=0.9in,bmargin=0.9in,lmargin=1in,rmargin=1in}
     \let\labkitsection\section
-    \renewcommand{\section}{\ifnum\value{section}>1 \clearpage\fi\labkitsection}
+    \renewcommand{\section}{\ifnum\value{section}>1 \ifnum\value{section}<4 \clearpage\fi\fi\labkitsection}
 ((* endblock margins *))
 """
 MATH = re.compile(r"(?<![\\$])\$(?!\s)([^$\n]+?)(?<!\s)\$")

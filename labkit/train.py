@@ -151,8 +151,9 @@ def decoder_gradients(nets, losses, o):
     out = {}
     for weight, term in nets.spec.terms("dec"):
         value = losses[term] if weight is None else o[weight] * losses[term]
-        grads = torch.autograd.grad(value, params, retain_graph=True, allow_unused=True)
-        out[f"diag/dec_grad_{term}"] = torch.stack([g.float().norm() for g in grads if g is not None]).norm()
+        grads = [g for g in torch.autograd.grad(value, params, retain_graph=True, allow_unused=True) if g is not None]
+        if grads:  # a term the decoder does not reach (the prior) pulls it nowhere
+            out[f"diag/dec_grad_{term}"] = torch.stack([g.float().norm() for g in grads]).norm()
     if "llike" in losses:  # only the models that compare Dis_l; the GAN's layer l is just a layer
         out["diag/layer_l_norm"] = nets.dis.layer_l.weight.detach().float().norm()
     return out
@@ -244,7 +245,7 @@ def setup(run, o, resume, deadline=None):
     if o["sync_bn"] and world > 1:
         nets = torch.nn.SyncBatchNorm.convert_sync_batchnorm(nets)
     fast = native_bf16(device) if o["fast"] is None else o["fast"]
-    nets = accelerate(nets.to(device), device, fast)
+    nets = accelerate(nets.to(device), device, fast, o["compile"])
     ema = None
     if o["ema"]:  # whole networks, so grids draw from it as from the live ones; its D never moves
         ema = Nets.of(o).to(device).requires_grad_(False)

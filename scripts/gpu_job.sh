@@ -11,16 +11,18 @@
 #   mkdir -p .gpu/weights && cp ../shared/weights/fid_inception_v3_pool3_fp16.pth .gpu/weights/
 # Then, each call right after the last while the machine keeps its files:
 #   bash scripts/gpu_job.sh SECONDS   (with .gpu/bundle; later calls with .gpu/weights too)
-# SECONDS is what the call may take (its time limit less a margin); training stops 60 s before it
-# to leave time for the last checkpoint and the packing; the notebooks run once all the models
-# are trained and the weights are there. Exit 0 when the results are packed, 3 before.
+# SECONDS is what the call may take (its time limit less a margin); reproduce gets it less the checks'
+# time and 30 s, and keeps its own margins (labkit/reproduce.py). Exit 0 when the results are packed,
+# 3 before; every call packs what it has, whatever stopped it.
 # Each call leaves in $OUT: checks.txt (the GPU, torch, the gpu-marked tests, the benchmark's
-# output), bench.jsonl, and results.tar.gz.part* (the results, or the runs' progress so far);
+# output), bench.jsonl, results-N.tar.gz and manifest.json (the results or the runs' progress so far,
+# within the return limits: labkit/pack.py);
 # at home: python -m labkit report --from DIR.
-# Settings: GPU_DIR (.gpu), PROFILE (full), BENCH (the benchmark's arguments), REPRODUCE (more
-# arguments of reproduce, the same in every call: --epochs N where the profile's 100 do not fit
-# the job). If the gpu-marked test of the compiled networks fails, every call trains with
-# --no-fast.
+# Settings: GPU_DIR (.gpu), PROFILE (full), BENCH (the benchmark's arguments), CHECK_SECONDS and
+# BENCH_SECONDS (their time limits), REPRODUCE (more arguments of reproduce, the same in every call:
+# --budget SECONDS, the job's calls together, fixes the epochs to fit; --return-files and
+# --return-mib the return limits). If the gpu-marked test of the compiled networks fails, every
+# call trains with --no-compile (bf16 and channels-last kept).
 # scripts/rehearse_gpu_job.sh runs this on a CPU at smoke size first.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -34,21 +36,22 @@ if [ ! -d "$gpu/site" ]; then
 fi
 export PYTHONPATH="$gpu/site:$PWD" PYTHONUNBUFFERED=1 LABKIT_INCEPTION="$gpu/weights/fid_inception_v3_pool3_fp16.pth"
 
-if [ ! -f "$gpu/checks.txt" ]; then  # once per machine
+if [ ! -f "$gpu/checks.txt" ]; then  # once per machine, each check time-limited: the minutes are for training
   { nvidia-smi
     python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.is_available())'
-    python3 -m pytest -q -rfE -p no:cacheprovider -m gpu tests
-    python3 -m labkit.bench ${BENCH:---sizes handout --models vaegan --batches 64 256} --out "$gpu/bench.jsonl"
-  } 2>&1 | tee "$gpu/checks.part"
-  mv "$gpu/checks.part" "$gpu/checks.txt"  # a call cut during the checks runs them again
+    timeout "${CHECK_SECONDS:-150}" python3 -m pytest -q -rfE -p no:cacheprovider -m gpu tests \
+      || echo "[gpu_job] the GPU tests failed or ran out of time ($?)"
+    timeout "${BENCH_SECONDS:-120}" python3 -m labkit.bench ${BENCH:---sizes handout --batches 64} --steps 10 \
+      --out "$gpu/bench.jsonl" || echo "[gpu_job] the benchmark failed or ran out of time ($?)"
+  } 2>&1 | tee "$gpu/checks.txt"
 fi
 cp "$gpu/checks.txt" "$out/"
 [ -f "$gpu/bench.jsonl" ] && cp "$gpu/bench.jsonl" "$out/"
 
-# Where this torch cannot compile the fast path, train without it rather than spend the minutes on it.
+# Where this torch cannot compile the networks, train in bf16 without compiling rather than spend the minutes on it.
 fast=
 if grep -qE "^(FAILED|ERROR) tests/test_train.py::test_compiled_networks" "$gpu/checks.txt"; then
-  fast=--no-fast; echo "[gpu_job] the compiled networks failed their test: training with --no-fast"
+  fast=--no-compile; echo "[gpu_job] the compiled networks failed their test: training with --no-compile"
 fi
 python3 -m labkit reproduce --out "$out" --data "$gpu"/bundle/*.zip --work "$gpu/reproduce" \
-  --profile "${PROFILE:-full}" --time-limit $((limit - 60 - ($(date +%s) - start))) $fast ${REPRODUCE:-}
+  --profile "${PROFILE:-full}" --time-limit $((limit - 30 - ($(date +%s) - start))) $fast ${REPRODUCE:-}

@@ -7,7 +7,9 @@
 #   `report --from` back home.
 # Usage: scripts/rehearse_gpu_job.sh            (from the repository root; ../shared as in CI)
 #   GPU_VENV=DIR   reuse a venv that already holds the image's packages (installing torch takes minutes)
-#   PYTHON=python3.12  the faithful rehearsal (pip then fetches a large torch build); default python3.11
+#   PYTHON=python3.12 TORCH=2.11.0 TORCHVISION=0.26.0  the image's versions (scripts/gpu_image.txt; pip then
+#                  fetches a large torch build); default python3.11 with torch 2.14.1
+#   REHEARSE_LIMIT (100) seconds a call; RETURN ("--return-files 8 --return-mib 60") the return limits
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=${PYTHON:-python3.11}
@@ -21,7 +23,8 @@ echo "[rehearse] in $work with Python $ver"
 venv=${GPU_VENV:-$work/venv}
 if [ ! -x "$venv/bin/python" ]; then
   $py -m venv "$venv"
-  "$venv/bin/python" -m pip install -q torch==2.14.1 torchvision==0.29.1 h5py numpy scipy pillow matplotlib tqdm torchmetrics pytest
+  "$venv/bin/python" -m pip install -q "torch==${TORCH:-2.14.1}" "torchvision==${TORCHVISION:-0.29.1}" h5py numpy \
+    scipy pillow matplotlib tqdm torchmetrics pytest
 fi
 if "$venv/bin/python" -c "import papermill" 2>/dev/null; then
   echo "[rehearse] $venv has papermill: not a rehearsal of a bare GPU image"; exit 1
@@ -43,14 +46,16 @@ du -sh "$gpu/bundle"
 calls=0 gated=0
 while true; do
   calls=$((calls + 1)); [ $calls -le 30 ] || { echo "[rehearse] no end in sight"; exit 1; }
-  rm -rf "$work/out"  # the device empties $OUT before each call
+  rm -rf "$work/out"  # a job's return folder starts empty each call
   set +e
   PATH="$venv/bin:$PATH" GPU_DIR=$gpu OUT=$work/out PROFILE=smoke LABKIT_DATA= \
-    BENCH="--sizes smoke --models vaegan --batches 16 --steps 2" \
+    BENCH="--sizes smoke --models vaegan --batches 16 --steps 2" REPRODUCE="${RETURN:-}" \
     bash scripts/gpu_job.sh "${REHEARSE_LIMIT:-100}" 2>&1 | tee "$work/call.log"
   rc=${PIPESTATUS[0]}
   set -e
-  for f in checks.txt bench.jsonl results.tar.gz.part0; do
+  sent=$(find "$work/out" -type f | wc -l); mib=$(du -sm "$work/out" | cut -f1)
+  echo "[rehearse] call $calls sent back $sent files, $mib MiB"
+  for f in checks.txt bench.jsonl results-0.tar.gz manifest.json; do
     test -s "$work/out/$f" || { echo "[rehearse] call $calls sent back no $f"; exit 1; }
   done
   [ $rc -eq 0 ] && break

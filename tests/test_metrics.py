@@ -79,7 +79,9 @@ def test_evaluate_writes_the_protocol_every_metric_and_the_floor(two_runs, tmp_p
     held_out, _ = D.holdout_set(None, 150)
     kept = Run(two_runs / "vae").kept_reconstructions(held_out)
     assert kept.shape == held_out.shape and M.recon_errors(held_out, kept)[0] == vae["mse"]
-    assert Run(two_runs / "vae").kept_reconstructions(held_out[:149]) is None  # of other faces
+    assert torch.equal(Run(two_runs / "vae").kept_reconstructions(held_out[:40]), kept[:40])  # the first ones
+    assert Run(two_runs / "vae").kept_reconstructions(held_out[1:41]) is None  # of other faces
+    assert Run(two_runs / "vae").kept_reconstructions(D.holdout_set(None, 151)[0]) is None  # more than kept
     assert not Run(two_runs / "gan").reconstructions.exists()
 
 

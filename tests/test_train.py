@@ -269,3 +269,13 @@ def test_resume_on_cuda_continues_the_same_loss_curve(tmp_path, augment):
     assert [r["step"] for r in a] == [r["step"] for r in b]
     for x, y in zip(a, b):  # cuDNN may pick other kernels after a restart: equal to float noise
         assert all(abs(x[k] - y[k]) <= 1e-3 * max(1, abs(x[k])) for k in x if k.startswith("loss/")), (x, y)
+
+
+def test_compiling_is_its_own_choice_beside_bf16():
+    # Where a torch cannot compile the networks, --no-compile keeps the rest of the fast path.
+    kept = accelerate(Nets("gan", **TINY), torch.device("cpu"), fast=True, compile=False)
+    assert kept.dis.layer_l.weight.is_contiguous(memory_format=torch.channels_last)
+    assert all(getattr(m, "_compiled_call_impl", None) is None for m in kept.children())
+    compiled = accelerate(Nets("gan", **TINY), torch.device("cpu"), fast=True, compile=True)
+    assert all(getattr(m, "_compiled_call_impl", None) is not None for m in compiled.children())
+    assert options(profile="smoke", compile=False)["compile"] is False
