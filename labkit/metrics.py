@@ -46,7 +46,8 @@ def fold_batchnorm(net):
     layout, 1.7x the images/s on a 2-core CPU, features equal to 2e-6 of their size."""
     from torch.nn.utils.fusion import fuse_conv_bn_eval
     for m in net.modules():
-        if isinstance(getattr(m, "conv", None), torch.nn.Conv2d) and isinstance(getattr(m, "bn", None), torch.nn.BatchNorm2d):
+        conv, bn = getattr(m, "conv", None), getattr(m, "bn", None)
+        if isinstance(conv, torch.nn.Conv2d) and isinstance(bn, torch.nn.BatchNorm2d):
             m.conv, m.bn = fuse_conv_bn_eval(m.conv, m.bn), torch.nn.Identity()
     return net
 
@@ -173,7 +174,8 @@ def evaluate(runs, data=None, n=10_000, weights=None, seed=0, out=None, extracto
     train, train_note = D.training_set(data, n)
     weights_used = str(weights or os.environ.get("LABKIT_INCEPTION") or "torch-fidelity download (float32)")
     ref = {"held_out": held_out, "train": train,
-           "features": cached_features(extractor, held_out, f"{reference}|{weights_used}", cache_dir, "held-out features"),
+           "features": cached_features(extractor, held_out, f"{reference}|{weights_used}", cache_dir,
+                                       "held-out features"),
            "diversity": diversity(held_out[:500]), "shared_pattern": shared_pattern(held_out)}
     floor_feats = cached_features(extractor, train, f"{train_note}|{weights_used}", cache_dir, "training features")
     floor_kid, _ = kid(ref["features"], floor_feats, seed=seed)
@@ -181,7 +183,8 @@ def evaluate(runs, data=None, n=10_000, weights=None, seed=0, out=None, extracto
         "reference": reference, "reference_count": len(held_out), "generated_count": n,
         "reconstructed_count": len(held_out), "expost_fit_count": len(train), "sets": list(sets),
         "floor_fid": fid(ref["features"], floor_feats), "floor_kid": floor_kid, "floor_count": len(train),
-        "floor": f"{len(train)} training faces vs the {len(held_out)} held-out faces",
+        "floor": f"{len(train)} training faces vs the {len(held_out)} held-out faces"
+                 + (" (all the training faces there are: fewer than the generated sets)" if len(train) < n else ""),
         "feature_extractor": "torch-fidelity inception-v3-compat pool3 (2048)", "weights": weights_used,
         "seed": seed, **provenance(device), "sharpness_real": sharpness(held_out),
         "sharpness": "mean variance of the Laplacian, grey 0-255", "mse": "pixels on the [0, 1] scale",

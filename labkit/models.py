@@ -204,7 +204,10 @@ class Model:
 MODELS = {
     "vae": Model("VAE (hw2)", ("enc", "dec"), {"enc": "rec + beta * kl", "dec": "rec + beta * kl"}, L.vae_losses,
                  ("beta",), "a VAE with a pixel-wise Gaussian likelihood"),
-    "vaedisl": Model("VAE-Dis_l", ("enc", "dec", "dis"), {"enc": "beta * kl + llike", "dec": "llike", "dis": "d"},
+    # The decoder's objective is the encoder's: L_prior does not depend on it, so it learns from L_llike
+    # alone, and one backward pass serves both (as the VAE's).
+    "vaedisl": Model("VAE-Dis_l", ("enc", "dec", "dis"),
+                     {"enc": "beta * kl + llike", "dec": "beta * kl + llike", "dis": "d"},
                      L.vaegan_losses, ("beta", "d_weights", "recon_fake", "feature_layer", "feature_norm",
                                        "dec_batch"),
                      "a VAE whose likelihood is measured on Dis_l; D trains as the VAE-GAN's, the decoder gets "

@@ -101,3 +101,70 @@ def load(model_or_path, device="cpu"):
     info = {"settings": o, "metadata": metadata, "noise": tensors["noise"],
             "directions": {k.removeprefix("directions."): v for k, v in tensors.items() if k.startswith("directions.")}}
     return nets.to(device).eval(), info
+
+
+CELEBA_LICENCE = ("CelebA (Liu et al., ICCV 2015, https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html) is available for "
+                  "non-commercial research purposes only; these weights are derived from it and are shared on the "
+                  "same terms: non-commercial research only. The code that made them is MIT-licensed.")
+
+
+def model_card(folder, metrics, facts):
+    """The published weights' README: what each file holds, the data and its licence, the settings,
+    the metrics with their protocol, and where they came from."""
+    from labkit.metrics import table
+    from labkit.options import settings_table
+    files = sorted(Path(folder).glob("*.safetensors"), key=lambda p: list(MODELS).index(p.stem)
+                   if p.stem in MODELS else len(MODELS))
+    infos = {p.stem: load(p)[1] for p in files}
+    rows = []
+    for path in files:
+        info = infos[path.stem]
+        holds = "decoder and encoder (its mean)" if info["directions"] else "generator (the decoder)"
+        directions = f"; {len(info['directions'])} directions" if info["directions"] else ""
+        rows.append(f"| `{path.name}` | {MODELS[path.stem].title} | {holds}{directions} | "
+                    f"{path.stat().st_size / 2**20:.1f} MiB |")
+    meta = next(iter(infos.values()))["metadata"]
+    settings = settings_table({m: info["settings"] for m, info in infos.items()})
+    p = metrics["protocol"]
+    return f"""# Published weights: the `{facts['profile']}` comparison
+
+The networks of the comparison in `figures/{facts['profile']}/`, as its figures and metrics were made
+from them: each run's moving average of the encoder and decoder (option `ema`), with what sampling
+and reconstruction need. Weights are float16, BatchNorm statistics float32 (what that moves:
+`docs/weights.md`). Loading runs no code (safetensors).
+
+```python
+from labkit import pretrained
+nets, info = pretrained.load("vaegan")           # eval mode, on the CPU
+faces = nets.decode(info["noise"])              # the samples figure's faces, uint8
+codes = nets.encode(faces)                      # posterior means (models with an encoder)
+```
+
+or `python -m labkit sample --pretrained vaegan`, or `make demo`.
+
+| file | model | holds | size |
+| --- | --- | --- | --- |
+{chr(10).join(rows)}
+
+Each file also holds `noise` (the 16 codes of the samples figure) and, for models with an encoder,
+`directions.*`: the 5 strongest principal directions of the encoded training faces (`PC1`-`PC5`,
+one standard deviation each) and the 40 attribute vectors of CelebA (mean code of training faces
+with the attribute minus without). Its metadata holds the run's settings (`settings`), the data
+(`trained_on`) and the commit.
+
+## Data and licence
+
+Trained on the first 8,000 aligned CelebA faces (ids 000001-008000, cropped as the VAE-GAN
+authors did and resized to 64x64); ids 008001-010000 are held out, never trained on, and used for
+every metric below. {CELEBA_LICENCE}
+
+## Settings
+
+{settings}
+## Metrics
+
+{table(metrics)}
+FID floor: {p['floor']} (FID {p['floor_fid']:.1f}); Inception weights `{Path(p['weights']).name}`.
+Trained and evaluated with `make report` (profile `{facts['profile']}`) on {facts['device']}, torch
+{facts['torch']}, commit {meta.get('commit') or facts.get('commit')}.
+"""

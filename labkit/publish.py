@@ -4,7 +4,9 @@
 
 `make report` writes only into its build folder, so that a user's report (other runs: another
 CPU trains other runs from the same seeds) never rewrites the committed results. `publish`
-copies a finished cpu or full report there: its figures, metrics.json and report.pdf. Figures
+copies a finished cpu or full report there: its figures, metrics.json, report.pdf and report.json
+(what it was run with), and, where
+the runs' checkpoints are at hand, their weights (labkit.pretrained) with a model card. Figures
 the new report no longer draws are removed, and an identity.json that judged other runs than
 the new metrics.json is removed too (python -m labkit identity measures it again).
 """
@@ -12,7 +14,7 @@ import json
 import shutil
 from pathlib import Path
 
-from labkit import LabkitError
+from labkit import LabkitError, pretrained
 from labkit.identity import unjudged
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,11 +37,40 @@ def publish(build="build", root=ROOT):
     removed = [p.name for p in dest.glob("*.png") if p.name not in drawn]
     for name in removed:
         (dest / name).unlink()
-    for path in [*figures.glob("*.png"), figures / "metrics.json", build / "report.pdf"]:
+    for path in [*figures.glob("*.png"), figures / "metrics.json", build / "report.pdf", record_file]:
         shutil.copy2(path, dest / path.name)
+    removed += publish_weights(build, dest, json.loads(record_file.read_text())["facts"])
     identity = dest / "identity.json"
     metrics = json.loads((dest / "metrics.json").read_text())
     if identity.is_file() and unjudged(json.loads(identity.read_text()), metrics):
         identity.unlink()
         removed.append(identity.name)
     return dest, removed
+
+
+def publish_weights(build, dest, facts):
+    """Each trained run's published file into dest/weights/, with the model card; returns the names
+    of weights it replaced that no run made this time. Results without checkpoints (a GPU job's,
+    whose checkpoints stayed there) publish none and keep what is there."""
+    runs = sorted(p.parent for p in (build / "runs").glob("*/checkpoint.pt"))
+    if not runs:
+        return []
+    folder = dest / "weights"
+    folder.mkdir(exist_ok=True)
+    data = facts["data"] if Path(str(facts["data"])).exists() else None
+    made = [pretrained.export(run, folder / f"{run.name}.safetensors", data).name for run in runs]
+    removed = [p.name for p in folder.glob("*.safetensors") if p.name not in made]
+    for name in removed:
+        (folder / name).unlink()
+    metrics = json.loads((dest / "metrics.json").read_text())
+    (folder / "README.md").write_text(pretrained.model_card(folder, metrics, facts))
+    return [f"weights/{name}" for name in removed]
+
+
+def results_file(name, figures, profile, root=ROOT):
+    """A results file the report shows but does not make (ablation.json, identity.json): the build's
+    figures folder's, else the published one of its profile, else the build's path to write it to."""
+    for folder in (Path(figures), Path(root) / "figures" / profile):
+        if (folder / name).is_file():
+            return folder / name
+    return Path(figures) / name

@@ -1,5 +1,6 @@
 """A report writes only into its build folder; publishing into figures/<profile>/ is its own step."""
 import json
+import shutil
 
 import pytest
 
@@ -52,3 +53,26 @@ def test_publish_refuses_a_smoke_check_and_an_unfinished_report(tmp_path, capsys
         publish(fake_report(tmp_path / "smoke", profile="smoke"), root=tmp_path)
     assert main(["publish", "--build", str(tmp_path / "nothing")]) == 2
     assert "no finished report" in capsys.readouterr().err
+
+
+def test_publish_exports_the_runs_weights_with_a_model_card(two_runs, tmp_path):
+    from labkit.metrics import evaluate
+    from labkit.pretrained import load
+
+    from conftest import tiny_extractor
+    build = tmp_path / "build"
+    shutil.copytree(two_runs, build / "runs")
+    fake_report(build)
+    evaluate([build / "runs" / m for m in ("vae", "gan")], n=16, n_ref=16, extractor=tiny_extractor(),
+             out=build / "figures" / "metrics.json")
+    record = {"facts": {"profile": "cpu", "data": "synthetic faces", "device": "CPU", "torch": "2.x", "commit": "abc"},
+              "sizes": {}}
+    (build / "report.json").write_text(json.dumps(record))
+    dest, _ = publish(build, root=tmp_path / "repo")
+    weights = dest / "weights"
+    assert sorted(p.name for p in weights.iterdir()) == ["README.md", "gan.safetensors", "vae.safetensors"]
+    nets, info = load(weights / "vae.safetensors")
+    assert info["settings"]["model"] == "vae" and set(info["directions"]) == {f"PC{i}" for i in range(1, 6)}
+    card = (weights / "README.md").read_text()
+    assert "non-commercial research only" in card and "| `vae.safetensors` | VAE (hw2) |" in card
+    assert "| setting | handout | VAE (hw2) | GAN (hw3) |" in card and "| FID prior samples |" in card
