@@ -183,7 +183,7 @@ def evaluate(runs, data=None, n=10_000, weights=None, seed=0, out=None, extracto
         "reference": reference, "reference_count": len(held_out), "generated_count": n,
         "reconstructed_count": len(held_out), "expost_fit_count": len(train), "sets": list(sets),
         "floor_fid": fid(ref["features"], floor_feats), "floor_kid": floor_kid, "floor_count": len(train),
-        "floor": f"{len(train)} training faces vs the {len(held_out)} held-out faces"
+        "floor": f"{len(train):,} training faces vs the {len(held_out):,} held-out faces"
                  + (" (all the training faces there are: fewer than the generated sets)" if len(train) < n else ""),
         "feature_extractor": "torch-fidelity inception-v3-compat pool3 (2048)", "weights": weights_used,
         "seed": seed, **provenance(device), "sharpness_real": sharpness(held_out),
@@ -199,13 +199,19 @@ def evaluate(runs, data=None, n=10_000, weights=None, seed=0, out=None, extracto
     return results
 
 
-ROWS = [("FID prior samples", "fid_prior", 1, "floor_fid"), ("FID reconstructions", "fid_recon", 1, "floor_fid"),
-        ("FID ex-post Gaussian", "fid_expost", 1, "floor_fid"), ("KID prior x1000", "kid_prior", 1000, "floor_kid"),
-        ("KID reconstructions x1000", "kid_recon", 1000, "floor_kid"), ("pixel MSE (recon)", "mse", 1, None),
-        ("SSIM (recon)", "ssim", 1, None), ("sharpness samples", "sharpness_prior", 1, "sharpness_real"),
-        ("sharpness reconstructions", "sharpness_recon", 1, "sharpness_real"),
-        ("sample diversity (real = 1)", "diversity_prior", 1, None),
-        ("shared pattern (real = 1)", "shared_pattern_prior", 1, None)]
+# (label, key, scale, format, the real faces' value in the protocol): a format per row, so that
+# a column reads as one precision.
+ROWS = [("FID prior samples", "fid_prior", 1, ".1f", "floor_fid"),
+        ("FID reconstructions", "fid_recon", 1, ".1f", "floor_fid"),
+        ("FID ex-post Gaussian", "fid_expost", 1, ".1f", "floor_fid"),
+        ("KID prior x1000", "kid_prior", 1000, ".1f", "floor_kid"),
+        ("KID reconstructions x1000", "kid_recon", 1000, ".1f", "floor_kid"),
+        ("pixel MSE (recon)", "mse", 1, ".4f", None),
+        ("SSIM (recon)", "ssim", 1, ".3f", None),
+        ("sharpness samples", "sharpness_prior", 1, ".0f", "sharpness_real"),
+        ("sharpness reconstructions", "sharpness_recon", 1, ".0f", "sharpness_real"),
+        ("sample diversity (real = 1)", "diversity_prior", 1, ".2f", None),
+        ("shared pattern (real = 1)", "shared_pattern_prior", 1, ".2f", None)]
 
 
 def table(results):
@@ -215,10 +221,10 @@ def table(results):
     names = [MODELS[r["model"]].title if r["model"] in MODELS else name for name, r in runs.items()]
     head = "| metric | " + " | ".join(names) + " | real faces |\n|---|" + "---|" * (len(runs) + 1) + "\n"
     body = ""
-    for label, key, scale, real in ROWS:
+    for label, key, scale, fmt, real in ROWS:
         if any(key in r for r in runs.values()):
-            cells = [f"{r[key] * scale:.4g}" if key in r else "—" for r in runs.values()]
-            body += f"| {label} | " + " | ".join(cells) + f" | {p[real] * scale:.4g} |\n" if real else \
-                f"| {label} | " + " | ".join(cells) + " | — |\n"
-    return head + body + (f"\n{p['generated_count']} generated images per set against {p['reference_count']} held-out "
-                          f"faces; floor: {p['floor']}.\n")
+            cells = [f"{r[key] * scale:{fmt}}" if key in r else "—" for r in runs.values()]
+            cells.append(f"{p[real] * scale:{fmt}}" if real else "—")
+            body += f"| {label} | " + " | ".join(cells) + " |\n"
+    return head + body + (f"\n{p['generated_count']:,} generated images per set against "
+                          f"{p['reference_count']:,} held-out faces; floor: {p['floor']}.\n")

@@ -130,11 +130,15 @@ def loss_curves(runs, path=None, cols=2):
 # The diagnostics panels: title, the "diag/" keys drawn in it (those the run logged), log scale.
 DIAGNOSTICS = (
     ("D's probability D(x)", ("D_real", "D_recon", "D_prior"), False),
-    ("D's cost on real and fake images", ("cost_real", "cost_fake"), False),
-    ("decoder gradient norm, by term", ("dec_grad_llike", "dec_grad_g"), True),
+    ("D's cost, real and fake", ("cost_real", "cost_fake"), False),
+    ("decoder gradient, by term", ("dec_grad_llike", "dec_grad_g"), True),
     ("layer l weight norm", ("layer_l_norm",), False),
     ("share of steps updated", ("updates_dis", "updates_dec"), False),
 )
+
+# Why a run logs no curve for a panel.
+UNLOGGED = {"layer_l_norm": "no L_llike:\nlayer l is not a loss",
+            "updates_dis": "no equilibrium rule:\nevery step updates"}
 
 
 def diagnostics(runs, path=None):
@@ -144,6 +148,7 @@ def diagnostics(runs, path=None):
     with it), and how often D and the decoder were updated. Runs without a discriminator (the VAE)
     have no row; None when no run has one."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
     logged = {name: [r for r in Run(d).stats() if "kimg" in r] for name, d in runs.items()}
     logged = {name: rows for name, rows in logged.items() if any("diag/cost_real" in r for r in rows)}
     if not logged:  # every model with a D logs its cost
@@ -151,23 +156,32 @@ def diagnostics(runs, path=None):
     shown = [(t, [k for k in keys if any(f"diag/{k}" in r for rows in logged.values() for r in rows)], log)
              for t, keys, log in DIAGNOSTICS]
     shown = [p for p in shown if p[1]]
-    fig, axes = plt.subplots(len(logged), len(shown), figsize=(1.9 * len(shown), 1.6 * len(logged)), squeeze=False)
+    fig, axes = plt.subplots(len(logged), len(shown), figsize=(1.6 * len(shown), 1.45 * len(logged)), squeeze=False)
     for row, (name, rows) in zip(axes, logged.items()):
+        # The rule's band only where the rule ran: it logs how often each network stepped.
+        ruled = any("diag/updates_dis" in r for r in rows)
         margin = Run(runs[name]).options().get("margin")
-        row[0].set_ylabel(name, fontsize=9)
+        row[0].set_ylabel(name, fontsize=8)
         for ax, (title, keys, log) in zip(row, shown):
+            ax.set_title(title, fontsize=7)
             for k in keys:
                 points = [(r["kimg"], r[f"diag/{k}"]) for r in rows if f"diag/{k}" in r]
                 if points:
                     ax.plot(*zip(*points), label=k, lw=0.8)
-            if keys[0] == "cost_real" and margin:
+            if not ax.get_lines():
+                ax.set_axis_off()
+                ax.text(0.5, 0.5, UNLOGGED.get(keys[0], "not logged"), ha="center", va="center", fontsize=7,
+                        color="0.5", transform=ax.transAxes)
+                continue
+            if keys[0] == "cost_real" and margin and ruled:
                 ax.axhspan(EQUILIBRIUM - margin, EQUILIBRIUM + margin, color="0.88", zorder=0, label="both update")
-            if ax.get_lines():
-                ax.legend(fontsize=5)
-                if log:
-                    ax.set_yscale("log")
-            ax.set_title(title, fontsize=7)
-            ax.tick_params(labelsize=6)
+            ax.legend(fontsize=5)
+            if log:  # ticks at 1-2-5 steps, written plainly: one decade or less fits in a panel
+                ax.set_yscale("log")
+                ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+                ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+                ax.yaxis.set_minor_formatter(NullFormatter())
+            ax.tick_params(which="both", labelsize=6)
             ax.grid(alpha=0.3)
     for ax in axes[-1]:
         ax.set_xlabel("kimg", fontsize=7)

@@ -85,7 +85,7 @@ def build_report(profile="auto", build="build", data=None, epochs=None, limit=No
 def execute(profile, build, data, settings=None, eval_n=None, n_ref=None, note=None):
     """Run the notebooks into `build` (figures into build/figures: the committed results change
     only by `python -m labkit publish`) and record in build/report.json what the report's first
-    line says (profile, data, provenance, minutes, and `note`: why a job ran what it ran), the
+    line says (profile, data, provenance, this build's minutes, and `note`: why a job ran what it ran), the
     evaluation's sizes and the settings that overrode the profile's."""
     t0 = time.time()
     build.mkdir(parents=True, exist_ok=True)
@@ -99,7 +99,9 @@ def execute(profile, build, data, settings=None, eval_n=None, n_ref=None, note=N
     for step in plan(sizes):
         run_notebook(step.notebook, step.executed, build, dict(common, **step.parameters))
     facts = dict(profile=profile, data=common["data"] or "synthetic faces (no CelebA on this machine)",
-                 **provenance(), minutes=round((time.time() - t0) / 60, 1), **({"plan": note} if note else {}))
+                 # this build's wall time: one that resumed finished runs counts only what it ran
+                 **provenance(), **{"build minutes": round((time.time() - t0) / 60, 1)},
+                 **({"plan": note} if note else {}))
     record = dict(facts=facts, sizes=sizes, settings=settings or {})
     (build / "report.json").write_text(json.dumps(record, indent=2))
     return facts

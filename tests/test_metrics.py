@@ -74,7 +74,8 @@ def test_evaluate_writes_the_protocol_every_metric_and_the_floor(two_runs, tmp_p
     # Real training faces against real held-out faces: what a perfect model would score.
     assert 0 < p["floor_fid"] < min(vae["fid_prior"], gan["fid_prior"])
     text = M.table(r)
-    assert "| FID prior samples |" in text and f"| {p['floor_fid']:.4g} |" in text
+    assert "| FID prior samples |" in text and f"| {p['floor_fid']:.1f} |" in text
+    assert f"| {vae['mse']:.4f} |" in text  # a precision per row, the same in every column
     # The reconstructions scored are kept with the run, for identity where the checkpoint cannot go.
     held_out, _ = D.holdout_set(None, 150)
     kept = Run(two_runs / "vae").kept_reconstructions(held_out)

@@ -41,7 +41,7 @@ def test_publish_replaces_the_results_and_drops_what_no_longer_belongs(tmp_path,
     folder, removed = publish(build, root=tmp_path / "repo")
     assert folder == dest and sorted(removed) == ["identity.json", "loss_vae.png"]
     assert sorted(p.name for p in dest.iterdir()) == ["ablation.json", "metrics.json", "reconstructions.png",
-                                                      "report.pdf", "samples.png"]
+                                                      "report.json", "report.pdf", "samples.png"]
     assert (dest / "samples.png").read_bytes() == b"new samples.png"
     judged["rows"] = {"vae": {"mse": 0.01}, "vaegan": {"mse": 0.01}}  # now it judged these very runs: kept
     (dest / "identity.json").write_text(json.dumps(judged))
