@@ -119,10 +119,14 @@ def pdf_text(path):
     return "\n".join(page.extract_text() or "" for page in PdfReader(path).pages)
 
 
-# Chromium as root in a sandbox-less container, on a machine without internet (the browser tests).
+# The browser tests need Chromium (Debian's `chromium`; `make test` installs it when it runs as root)
+# and the `playwright` package, which drives it (no browser download); LABKIT_SCREENSHOTS=DIR keeps
+# their screenshots. Chromium runs as root in a sandbox-less container, on a machine without internet.
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync"]
+IN_A_BROWSER = [pytest.mark.slow, pytest.mark.skipif(CHROMIUM is None, reason="no chromium on this machine "
+                                                     "(Debian: apt-get install chromium)")]
 
 
 def free_port():

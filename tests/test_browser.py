@@ -1,10 +1,6 @@
 """The demo as a JupyterLab user meets it: 05_demo.ipynb opened in a real browser, every cell
-run from the menu, and the sliders dragged with the mouse.
-
-Needs Chromium (Debian's `chromium`; `make test` installs it when it runs as root) and the
-`playwright` package, which drives it (no browser download). LABKIT_SCREENSHOTS=DIR keeps the
-screenshots.
-"""
+run from the menu, and the sliders dragged with the mouse (conftest.IN_A_BROWSER says what it
+needs)."""
 import json
 import os
 import re
@@ -20,12 +16,11 @@ import pytest
 from labkit.report import NOTEBOOKS
 from labkit.train import training_loop
 
-from conftest import CHROMIUM, FLAGS, TINY, drag, free_port, shows_a_change
+from conftest import CHROMIUM, FLAGS, IN_A_BROWSER, TINY, drag, free_port, shows_a_change
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(CHROMIUM is None, reason="no chromium on this machine (Debian: apt-get install chromium)"),
-]
+pytestmark = IN_A_BROWSER
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """JupyterLab on loopback over a folder holding the demo notebook and a trained VAE-GAN."""

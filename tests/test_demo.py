@@ -1,11 +1,7 @@
 """`make demo` as a new user meets it on a fresh clone: no CelebA, no training. Voila serves the
 demo notebook as a page on the published weights; Chromium (driven by Playwright) loads it, drags a
-slider and picks another start, and each time the face changes.
-
-Needs Chromium (Debian's `chromium`; `make test` installs it when it runs as root) and the
-`playwright` package, which drives it (no browser download). LABKIT_SCREENSHOTS=DIR keeps the
-screenshots.
-"""
+slider and picks another start, and each time the face changes (conftest.IN_A_BROWSER says what
+it needs)."""
 import os
 import shutil
 import socket
@@ -19,13 +15,10 @@ import pytest
 from labkit import pretrained
 from labkit.report import NOTEBOOKS
 
-from conftest import CHROMIUM, FLAGS, drag, free_port, shows_a_change
+from conftest import CHROMIUM, FLAGS, IN_A_BROWSER, drag, free_port, shows_a_change
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(CHROMIUM is None, reason="no chromium on this machine (Debian: apt-get install chromium)"),
-    pytest.mark.skipif(not (pretrained.PUBLISHED / "vaegan.safetensors").is_file(), reason="no published VAE-GAN"),
-]
+pytestmark = [*IN_A_BROWSER, pytest.mark.skipif(not (pretrained.PUBLISHED / "vaegan.safetensors").is_file(),
+                                                reason="no published VAE-GAN")]
 
 
 @pytest.fixture(scope="module")
