@@ -4,9 +4,9 @@
 
 `make report` writes only into its build folder, so that a user's report (other runs: another
 CPU trains other runs from the same seeds) never rewrites the committed results. `publish`
-copies a finished cpu or full report there: its figures, metrics.json, report.pdf and report.json
-(what it was run with), and, where
-the runs' checkpoints are at hand, their weights (labkit.pretrained) with a model card. Figures
+copies a finished cpu or full report there: its figures, metrics.json, report.pdf, report.json
+(what it was run with), the ablation.json and identity.json measured into its figures folder, and,
+where the runs' checkpoints are at hand, their weights (labkit.pretrained) with a model card. Figures
 the new report no longer draws are removed, and an identity.json that judged other runs than
 the new metrics.json is removed too (python -m labkit identity measures it again).
 """
@@ -37,7 +37,8 @@ def publish(build="build", root=ROOT):
     removed = [p.name for p in dest.glob("*.png") if p.name not in drawn]
     for name in removed:
         (dest / name).unlink()
-    for path in [*figures.glob("*.png"), figures / "metrics.json", build / "report.pdf", record_file]:
+    made_apart = [figures / n for n in ("ablation.json", "identity.json") if (figures / n).is_file()]
+    for path in [*figures.glob("*.png"), figures / "metrics.json", *made_apart, build / "report.pdf", record_file]:
         shutil.copy2(path, dest / path.name)
     removed += publish_weights(build, dest, json.loads(record_file.read_text())["facts"])
     identity = dest / "identity.json"

@@ -46,6 +46,9 @@ def test_publish_replaces_the_results_and_drops_what_no_longer_belongs(tmp_path,
     judged["rows"] = {"vae": {"mse": 0.01}, "vaegan": {"mse": 0.01}}  # now it judged these very runs: kept
     (dest / "identity.json").write_text(json.dumps(judged))
     assert publish(build, root=tmp_path / "repo")[1] == []
+    (build / "figures" / "identity.json").write_text(json.dumps(judged) + "\n")  # measured into the build: goes along
+    assert publish(build, root=tmp_path / "repo")[1] == []
+    assert (dest / "identity.json").read_text() == json.dumps(judged) + "\n"
 
 
 def test_publish_refuses_a_smoke_check_and_an_unfinished_report(tmp_path, capsys):
