@@ -44,7 +44,10 @@ def demo_inputs(runs_dir, data=None, model="vaegan", n=8):
     return nets, starts, {k: directions[k] for k in DIRECTIONS if k in directions}, source
 
 
-def png_bytes(image_hwc, scale=4):
+FACE_PX = 256  # the face on the page: 64 px, 4x
+
+
+def png_bytes(image_hwc, scale=FACE_PX // 64):
     from PIL import Image
     img = Image.fromarray(image_hwc)
     buf = io.BytesIO()
@@ -70,7 +73,9 @@ class LatentExplorer:
         self.blend = W.FloatSlider(0.0, min=0.0, max=1.0, step=0.05, description="A → B", continuous_update=True)
         self.sliders = {name: W.FloatSlider(0.0, min=-limit, max=limit, step=0.1, description=name,
                                             continuous_update=True) for name in directions}
-        self.image = W.Image(format="png")
+        # Square and at the top: an HBox otherwise stretches the face to the controls' height.
+        self.image = W.Image(format="png", layout=W.Layout(width=f"{FACE_PX}px", height=f"{FACE_PX}px",
+                                                           align_self="flex-start", object_fit="contain"))
         self.reset = W.Button(description="reset")
         self.reset.on_click(lambda _: [setattr(s, "value", 0.0) for s in self.sliders.values()])
         for control in (self.face, self.target, self.blend, *self.sliders.values()):

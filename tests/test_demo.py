@@ -62,6 +62,8 @@ def test_the_demo_page_shows_trained_faces_and_the_sliders_move_them(demo_page, 
         face.wait_for(timeout=180_000)
         page.get_by_text("The VAE-GAN of the published weights").wait_for(timeout=60_000)  # not a trained run
         page.screenshot(path=shots / "voila-1-first-face.png")
+        box = face.bounding_box()
+        assert abs(box["width"] - box["height"]) < 2, f"the face is drawn {box['width']}x{box['height']}, not square"
         assert shows_a_change(page, face, lambda: drag(page, "PC1", 60), shots / "voila-2-pc1.png")
         start = page.locator(".widget-dropdown", has_text="start").locator("select").first
         assert shows_a_change(page, face, lambda: start.select_option(label="sample 3"), shots / "voila-3-start.png")
