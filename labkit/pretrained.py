@@ -22,7 +22,7 @@ from torch import nn
 from labkit import LabkitError, data as D, latent
 from labkit.models import MODELS, Nets
 from labkit.options import learned_settings
-from labkit.runs import load_nets, provenance
+from labkit.runs import Run, load_nets, provenance
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED = ROOT / "figures" / "cpu" / "weights"
@@ -57,7 +57,9 @@ def export(run, out, data=None, dtype=torch.float16, attributes=None):
         tensors.update({f"directions.{name}": v.float().contiguous() for name, v in directions.items()})
     settings = dict(learned_settings(o), model=o["model"], feature_layer=o.get("feature_layer", 4))
     metadata = {"format": FORMAT, "model": o["model"], "settings": json.dumps(settings),
-                "trained_on": o.get("data_used", ""), "commit": provenance()["commit"] or "",
+                "trained_on": o.get("data_used", ""),
+                # the code that last ran the run (options.json), else this checkout's
+                "commit": Run(run).options().get("provenance", {}).get("commit") or provenance()["commit"] or "",
                 "dtype": str(dtype).removeprefix("torch.")}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
