@@ -80,7 +80,7 @@ def assert_results_consistent(folder, pdf, sizes, settings):
     """A results folder agrees with itself: metrics.json measured with `sizes` (see
     labkit.options.evaluation) on runs trained with `settings`, every model and figure present,
     and the report `pdf` printing the JSON's numbers."""
-    from labkit.metrics import SETS
+    from labkit.metrics import ROWS, SETS
     from labkit.models import MODELS
     from labkit.options import options
     metrics = json.loads((folder / "metrics.json").read_text())
@@ -99,11 +99,12 @@ def assert_results_consistent(folder, pdf, sizes, settings):
         assert all(math.isfinite(v) for v in run.values() if isinstance(v, float)), name
     assert figures() <= {f.name for f in folder.glob("*.png")}
     text = pdf_text(pdf)
+    written = {key: fmt for _, key, _, fmt, _ in ROWS}  # as the report's metrics table writes them
     for name, run in runs.items():
         for key in ("fid_prior", "fid_recon", "sharpness_prior"):
             if key in run:
-                assert f"{run[key]:.4g}" in text, (name, key)
-    assert f"{p['floor_fid']:.4g}" in text
+                assert f"{run[key]:{written[key]}}" in text, (name, key)
+    assert f"{p['floor_fid']:{written['fid_prior']}}" in text
     ablation = folder / "ablation.json"
     if ablation.is_file():  # the discussion's table prints every row's FIDs as written by ablation.markdown
         for name, row in json.loads(ablation.read_text())["runs"].items():
