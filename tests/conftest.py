@@ -136,6 +136,25 @@ def free_port():
         return s.getsockname()[1]
 
 
+def serve(server, ready, what, value, seconds=120):
+    """A fixture's body (`yield from`): yields `value` once `ready()` stops raising OSError (the
+    server answers), and stops the server after; fails with the server's last words if it exits or
+    takes longer than `seconds`."""
+    deadline = time.time() + seconds
+    while True:
+        try:
+            ready()
+            break
+        except OSError:
+            if server.poll() is not None or time.time() > deadline:
+                server.kill()
+                pytest.fail(f"{what} did not start: {server.stderr.read().decode()[-1500:]}")
+            time.sleep(0.5)
+    yield value
+    os.killpg(server.pid, 15)
+    server.wait(timeout=30)
+
+
 def drag(page, slider, dx):
     """Drag the handle of the ipywidgets slider labelled `slider` by dx pixels, as a mouse would."""
     handle = page.locator(".widget-slider", has_text=slider).locator(".noUi-handle").first

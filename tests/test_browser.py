@@ -7,7 +7,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 from labkit.report import NOTEBOOKS
 from labkit.train import training_loop
 
-from conftest import CHROMIUM, FLAGS, IN_A_BROWSER, TINY, drag, free_port, shows_a_change
+from conftest import CHROMIUM, FLAGS, IN_A_BROWSER, TINY, drag, free_port, serve, shows_a_change
 
 pytestmark = IN_A_BROWSER
 
@@ -42,19 +41,8 @@ def lab(tmp_path_factory):
          "jupyterlab.NeverCheckForUpdate", *(["--allow-root"] if os.geteuid() == 0 else [])],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2)
-            break
-        except OSError:
-            if server.poll() is not None or time.time() > deadline:
-                server.kill()
-                pytest.fail(f"JupyterLab did not start: {server.stderr.read().decode()[-1500:]}")
-            time.sleep(0.5)
-    yield url, token
-    os.killpg(server.pid, 15)
-    server.wait(timeout=30)
+    yield from serve(server, lambda: urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2),
+                     "JupyterLab", (url, token))
 
 
 def test_dragging_the_sliders_changes_the_face(lab, tmp_path):

@@ -7,7 +7,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ import pytest
 from labkit import pretrained
 from labkit.report import NOTEBOOKS
 
-from conftest import CHROMIUM, FLAGS, IN_A_BROWSER, drag, free_port, shows_a_change
+from conftest import CHROMIUM, FLAGS, IN_A_BROWSER, drag, free_port, serve, shows_a_change
 
 pytestmark = [*IN_A_BROWSER, pytest.mark.skipif(not (pretrained.PUBLISHED / "vaegan.safetensors").is_file(),
                                                 reason="no published VAE-GAN")]
@@ -35,19 +34,9 @@ def demo_page(tmp_path_factory):
     server = subprocess.Popen([sys.executable, "-m", "voila", str(root / "notebooks" / "05_demo.ipynb"), "--no-browser",
                                f"--port={port}", "--Voila.ip=127.0.0.1"], env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, start_new_session=True)
-    url, deadline = f"http://127.0.0.1:{port}/", time.time() + 120
-    while True:
-        try:  # listening (a GET of the page itself would run the notebook once more)
-            socket.create_connection(("127.0.0.1", port), timeout=2).close()
-            break
-        except OSError:
-            if server.poll() is not None or time.time() > deadline:
-                server.kill()
-                pytest.fail(f"Voila did not start: {server.stderr.read().decode()[-1500:]}")
-            time.sleep(0.5)
-    yield url
-    os.killpg(server.pid, 15)
-    server.wait(timeout=30)
+    # listening is enough: a GET of the page itself would run the notebook once more
+    yield from serve(server, lambda: socket.create_connection(("127.0.0.1", port), timeout=2).close(), "Voila",
+                     f"http://127.0.0.1:{port}/")
 
 
 def test_the_demo_page_shows_trained_faces_and_the_sliders_move_them(demo_page, tmp_path):
