@@ -1,8 +1,9 @@
-"""python -m labkit {train,sample,prepare,evaluate,identity,ablation,report,publish,bundle,reproduce} ...
+"""python -m labkit {train,sample,prepare,evaluate,identity,judge,ablation,report,publish,bundle,reproduce} ...
 
 Each command has --help.
 """
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -74,6 +75,16 @@ def cmd_identity(a):
     print(table(results))
     print(f"[labkit] {out or 'not written (no --out)'} ({results['protocol']['seconds']} s; the detector found "
           f"{results['protocol']['detected']} of {results['protocol']['count']} faces)")
+
+
+def cmd_judge(a):
+    from labkit.judge import cached_judge, table
+    _, record = cached_judge(a.data, a.cache, epochs=a.epochs, seed=a.seed)
+    print(table(record))
+    if a.out:
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.out).write_text(json.dumps(record, indent=2) + "\n")
+        print(f"[labkit] {a.out}")
 
 
 def cmd_ablation(a):
@@ -160,6 +171,15 @@ def add_evaluation_commands(sub):
                    help="also these Gaussian blurs of the faces (sigma in px), to calibrate the scale")
     i.add_argument("--out", help="JSON path (default: identity.json beside the first run)")
     i.set_defaults(func=cmd_identity)
+
+    j = sub.add_parser("judge", help="the attribute judge: a CNN reading CelebA's 40 attributes, trained once on "
+                       "the training faces, its accuracy per attribute on the held-out ones")
+    j.add_argument("--data", help="celeba64.h5 or its folder, with list_attr_celeba*.txt beside it")
+    j.add_argument("--cache", default="build/cache", help="where the trained judge is kept (default build/cache)")
+    j.add_argument("--epochs", type=positive_int, default=8, help="training epochs (default 8)")
+    j.add_argument("--seed", type=int, default=0)
+    j.add_argument("--out", help="also write the per-attribute accuracy as JSON here")
+    j.set_defaults(func=cmd_judge)
 
     ab = sub.add_parser("ablation", help="train the VAE-GAN with each setting change, evaluate, tabulate")
     ab.add_argument("--out", required=True, help="folder for one run per row, ablation.json and ablation.md")
