@@ -120,7 +120,8 @@ def cmd_bundle(a):
 def cmd_reproduce(a):
     from labkit.reproduce import reproduce
     settings = {k: v for k, v in dict(epochs=a.epochs, fast=a.fast, compile=a.compile).items() if v is not None}
-    done = reproduce(a.out, a.data, a.work, a.profile, a.time_limit, settings, a.budget, a.return_files, a.return_mib)
+    done = reproduce(a.out, a.data, a.work, a.profile, a.time_limit, settings, a.job_seconds, a.return_files,
+                     a.return_mib)
     return 0 if done else 3
 
 
@@ -225,12 +226,12 @@ def add_offline_gpu_commands(sub):
     rr.add_argument("--work", default="reproduce", help="folder for data, checkpoints, caches (stays there)")
     rr.add_argument("--profile", choices=list(PROFILES), default="full")
     rr.add_argument("--time-limit", type=float, default=540, help="seconds this call may take (default 540)")
-    rr.add_argument("--budget", type=positive_float, help="seconds the job's calls may take together: the first "
+    rr.add_argument("--job-seconds", type=positive_float, help="seconds the job's calls may take together: the first "
                     "call measures the step rates and fixes the epochs and the evaluation's size to fit")
     rr.add_argument("--return-files", type=positive_int, default=8, help="files the job may send back (default 8)")
     rr.add_argument("--return-mib", type=positive_float, default=60, help="MiB the job may send back (default 60)")
-    rr.add_argument("--epochs", type=positive_int, help="override the profile's epochs (without --budget; give the "
-                    "same in every call)")
+    rr.add_argument("--epochs", type=positive_int, help="override the profile's epochs (without --job-seconds; give "
+                    "the same in every call)")
     rr.add_argument("--fast", action=argparse.BooleanOptionalAction, help=OPTIONS["fast"].help)
     rr.add_argument("--compile", action=argparse.BooleanOptionalAction, help=OPTIONS["compile"].help)
     rr.set_defaults(func=cmd_reproduce)

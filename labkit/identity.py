@@ -7,7 +7,7 @@ real face (HOG detector; the median box where it finds none) and the same alignm
 every image of that face, so only what is drawn differs. Blurred copies of the faces calibrate
 the scale: identity holds at a 1.5 px blur and is mostly gone at 2.5 px. The floor is two
 different held-out faces. A run's reconstructions are those its evaluation scored and kept, so
-runs whose checkpoint stayed on a lent GPU can be judged too. Optional (`pip install -e
+runs whose checkpoint stayed on an offline GPU machine can be judged too. Optional (`pip install -e
 '.[identity]'`), outside `make report`: dlib builds from source, about ten minutes on two cores.
 """
 import json
@@ -108,7 +108,7 @@ def floor(real):
 
 def reconstructions(run, faces):
     """The run's reconstructions of these faces: those its evaluation kept, the very images
-    metrics.json scored (from a lent GPU, the only ones: the checkpoint stays there), else drawn
+    metrics.json scored (from an offline GPU job, the only ones: the checkpoint stays there), else drawn
     by its networks."""
     run = Run(run)
     model = run.options()["model"]
@@ -159,7 +159,7 @@ def unjudged(judged, metrics):
     an identity.json did not judge. The same networks on the same held-out faces give the same
     pixel error, to the last digit."""
     p, q = judged["protocol"], metrics["protocol"]
-    # By file name: results sent back from a lent GPU name its paths.
+    # By file name: results sent back from an offline GPU job name its paths.
     same_faces = (Path(p["faces"]).name, p["count"]) == (Path(q["reference"]).name, q["reference_count"])
     return [m for m, r in metrics["runs"].items()
             if "mse" in r and (not same_faces or judged["rows"].get(m, {}).get("mse") != r["mse"])]

@@ -1,6 +1,6 @@
 """The whole reproduction as an offline GPU job: one command, the same in every call.
 
-    python -m labkit reproduce --out DIR --data img_align_celeba.zip --budget 780 --time-limit 540
+    python -m labkit reproduce --out DIR --data img_align_celeba.zip --job-seconds 780 --time-limit 540
 
 Each call continues where the last stopped (the work folder keeps data, checkpoints, evaluation
 caches and the plan): it builds the HDF5 files from the zip, trains every model of the registry
@@ -8,9 +8,9 @@ until the call's time limit, and once all are trained runs the notebooks (figure
 Whatever stops it (the time limit, a divergence, an error) it packs what it has into DIR within
 the job's return limits (labkit.pack): the results, or the runs' progress so far.
 
-With --budget (the job's seconds, all calls together) the first call plans: every model trains
+With --job-seconds (the job's seconds, all calls together) the first call plans: every model trains
 for a first stretch, their measured step rates fix the epochs so that the training, the
-evaluation and the notebooks fit the budget, and plan.json keeps those numbers for every later
+evaluation and the notebooks fit the job's time, and plan.json keeps those numbers for every later
 call; the report says what was run and why. A model starts only with START_SECONDS left.
 Back home, `python -m labkit report --from DIR` builds the report from what came back.
 """
@@ -73,8 +73,8 @@ def evaluation_images(n, n_ref, sets):
     return n * sum(per_model) + n_ref + n
 
 
-def make_plan(build, data, profile, settings, budget_left, device):
-    """The epochs and the evaluation's size that fit what is left of the budget, from the step rates
+def make_plan(build, data, profile, settings, seconds_left, device):
+    """The epochs and the evaluation's size that fit what is left of the job's time, from the step rates
     the first stretch of each run measured."""
     o = {m: options(model=m, profile=profile, **settings) for m in MODELS}
     sizes = evaluation(profile)
@@ -83,7 +83,7 @@ def make_plan(build, data, profile, settings, budget_left, device):
     sets = sizes["eval_sets"] or ("prior", "recon", "expost")
     rate = EVAL_IMAGES_PER_SECOND["cuda" if device.startswith("cuda") else "cpu"]
     n = sizes["eval_n"]
-    while n > MIN_EVAL_N and evaluation_images(n, n_ref, sets) / rate > 0.15 * budget_left:
+    while n > MIN_EVAL_N and evaluation_images(n, n_ref, sets) / rate > 0.15 * seconds_left:
         n = max(MIN_EVAL_N, n // 2)
     eval_seconds = evaluation_images(n, n_ref, sets) / rate
     rates, done, per_epoch = {}, {}, {}
@@ -91,19 +91,19 @@ def make_plan(build, data, profile, settings, budget_left, device):
         run = build / "runs" / m
         rates[m], done[m] = step_rate(run), max((r["step"] for r in Run(run).stats() if "kimg" in r), default=0)
         per_epoch[m] = Run(run).options()["steps"] // o[m]["epochs"]
-    train_seconds = budget_left - eval_seconds - NOTEBOOK_SECONDS - START_SECONDS
+    train_seconds = seconds_left - eval_seconds - NOTEBOOK_SECONDS - START_SECONDS
     # sum over models of (epochs * steps per epoch - steps done) / rate <= train_seconds
     epochs = (train_seconds + sum(done[m] / rates[m] for m in MODELS)) / sum(per_epoch[m] / rates[m] for m in MODELS)
     epochs = max(1, min(o["vaegan"]["epochs"], math.floor(epochs)))
-    return {"epochs": epochs, "eval_n": n, "budget_left_when_planned": round(budget_left),
+    return {"epochs": epochs, "eval_n": n, "seconds_left_when_planned": round(seconds_left),
             "notebook_seconds": round(eval_seconds + NOTEBOOK_SECONDS),
             "steps_per_second": {m: round(r, 2) for m, r in rates.items()},
-            "why": f"{epochs} epochs and {n:,} images per evaluation set fit the {budget_left / 60:.0f} minutes left "
-                   f"of the job's budget at the measured rates (the profile's: {o['vaegan']['epochs']} and "
+            "why": f"{epochs} epochs and {n:,} images per evaluation set fit the {seconds_left / 60:.0f} minutes left "
+                   f"of the job's time at the measured rates (the profile's: {o['vaegan']['epochs']} and "
                    f"{sizes['eval_n']:,})"}
 
 
-def reproduce(out, data=None, work="reproduce", profile="full", time_limit=540, settings=None, budget=None,
+def reproduce(out, data=None, work="reproduce", profile="full", time_limit=540, settings=None, job_seconds=None,
               return_files=8, return_mib=60):
     """One call's share of the reproduction; True once DIR holds the results, else DIR holds the
     progress so far. Every call packs, whatever stopped it."""
@@ -115,7 +115,7 @@ def reproduce(out, data=None, work="reproduce", profile="full", time_limit=540, 
     settings.setdefault("on_nan", "rollback")  # a divergence rolls back and goes on: the minutes are paid
     done = False
     try:
-        done = _call(work, build, prepared_data(data, work), profile, settings, deadline, start, budget)
+        done = _call(work, build, prepared_data(data, work), profile, settings, deadline, start, job_seconds)
     finally:
         manifest = pack(build, Path(out), return_files, return_mib)
         what = "results" if done else "the runs' progress"
@@ -125,20 +125,20 @@ def reproduce(out, data=None, work="reproduce", profile="full", time_limit=540, 
     return done
 
 
-def _call(work, build, data, profile, settings, deadline, start, budget):
+def _call(work, build, data, profile, settings, deadline, start, job_seconds):
     plan_file, spent_file = work / "plan.json", work / "spent.json"
     spent = json.loads(spent_file.read_text())["seconds"] if spent_file.is_file() else 0.0
     plan = json.loads(plan_file.read_text()) if plan_file.is_file() else None
 
-    def left_in_budget():
-        return budget - spent - (time.time() - start) if budget else math.inf
+    def left_in_job():
+        return job_seconds - spent - (time.time() - start) if job_seconds else math.inf
 
     def train(model, limit):
         training_loop(build / "runs" / model, resume=True, model=model, profile=profile, data=data,
                       time_limit=limit, **dict(settings, **({"epochs": plan["epochs"]} if plan else {})))
 
     try:
-        if budget and plan is None:  # the first stretch of every model, then the plan
+        if job_seconds and plan is None:  # the first stretch of every model, then the plan
             for model in MODELS:
                 while step_rate(build / "runs" / model) is None:  # two logged rows give the rate
                     if deadline - time.time() < START_SECONDS + PROBE_SECONDS:
@@ -146,14 +146,14 @@ def _call(work, build, data, profile, settings, deadline, start, budget):
                     train(model, PROBE_SECONDS)
             if all(step_rate(build / "runs" / m) for m in MODELS):
                 device = Run(build / "runs" / next(iter(MODELS))).options()["device"]
-                plan = make_plan(build, data, profile, settings, left_in_budget(), device)
+                plan = make_plan(build, data, profile, settings, left_in_job(), device)
                 plan_file.write_text(json.dumps(plan, indent=2))
                 print(f"[labkit] plan: {plan['why']}", flush=True)
         for model in MODELS:
-            left = min(deadline, time.time() + left_in_budget()) - time.time()
+            left = min(deadline, time.time() + left_in_job()) - time.time()
             if finished(build / "runs" / model):  # a finished run's checkpoint (~1 GB at full size) is not loaded
                 continue
-            if left < START_SECONDS or (budget and plan is None):
+            if left < START_SECONDS or (job_seconds and plan is None):
                 break
             train(model, left - END_SECONDS)
     finally:

@@ -14,13 +14,13 @@
 # SECONDS is what the call may take (its time limit less a margin); reproduce gets it less the checks'
 # time and 30 s, and keeps its own margins (labkit/reproduce.py). Exit 0 when the results are packed,
 # 3 before; every call packs what it has, whatever stopped it.
-# Each call leaves in $OUT: checks.txt (the GPU, torch, the gpu-marked tests, the benchmark's
+# Each call leaves in $RETURN_DIR (default .gpu/return): checks.txt (the GPU, torch, the gpu-marked tests, the benchmark's
 # output), bench.jsonl, results-N.tar.gz and manifest.json (the results or the runs' progress so far,
 # within the return limits: labkit/pack.py);
 # at home: python -m labkit report --from DIR.
 # Settings: GPU_DIR (.gpu), PROFILE (full), BENCH (the benchmark's arguments), CHECK_SECONDS and
 # BENCH_SECONDS (their time limits), REPRODUCE (more arguments of reproduce, the same in every call:
-# --budget SECONDS, the job's calls together, fixes the epochs to fit; --return-files and
+# --job-seconds SECONDS, the job's calls together, fixes the epochs to fit; --return-files and
 # --return-mib the return limits). If the gpu-marked test of the compiled networks fails, every
 # call trains with --no-compile (bf16 and channels-last kept).
 # scripts/rehearse_gpu_job.sh runs this on a CPU at smoke size first.
@@ -29,7 +29,7 @@ cd "$(dirname "$0")/.."
 limit=${1:?usage: scripts/gpu_job.sh SECONDS}
 start=$(date +%s)
 gpu=$(realpath "${GPU_DIR:-.gpu}")
-out=${OUT:-$gpu/out}
+out=${RETURN_DIR:-$gpu/return}
 mkdir -p "$out"
 if [ ! -d "$gpu/site" ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --target "$gpu/site" "$gpu"/bundle/wheels/*.whl || exit 1

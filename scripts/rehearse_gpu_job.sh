@@ -10,7 +10,7 @@
 #   PYTHON=python3.12 TORCH=2.11.0 TORCHVISION=0.26.0  the image's versions (scripts/gpu_image.txt; pip then
 #                  fetches a large torch build); default python3.11 with torch 2.14.1
 #   REHEARSE_LIMIT (240) seconds a call: reproduce keeps 90 s to start a model and 30 s to end a call
-#   RETURN ("--return-files 8 --return-mib 60") the return limits; BUDGET (1500) the job's seconds, planned
+#   RETURN ("--return-files 8 --return-mib 60") the return limits; JOB_SECONDS (1500) the job's time, planned
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=${PYTHON:-python3.11}
@@ -49,9 +49,9 @@ while true; do
   calls=$((calls + 1)); [ $calls -le 30 ] || { echo "[rehearse] no end in sight"; exit 1; }
   rm -rf "$work/out"  # a job's return folder starts empty each call
   set +e
-  PATH="$venv/bin:$PATH" GPU_DIR=$gpu OUT=$work/out PROFILE=smoke LABKIT_DATA= \
+  PATH="$venv/bin:$PATH" GPU_DIR=$gpu RETURN_DIR=$work/out PROFILE=smoke LABKIT_DATA= \
     BENCH="--sizes smoke --models vaegan --batches 16 --steps 2" \
-    REPRODUCE="${RETURN:---return-files 8 --return-mib 60} --budget ${BUDGET:-1500}" \
+    REPRODUCE="${RETURN:---return-files 8 --return-mib 60} --job-seconds ${JOB_SECONDS:-1500}" \
     bash scripts/gpu_job.sh "${REHEARSE_LIMIT:-240}" 2>&1 | tee "$work/call.log"
   rc=${PIPESTATUS[0]}
   set -e

@@ -48,7 +48,7 @@ def test_unjudged_names_the_runs_identity_json_did_not_measure():
     del judged["rows"]["vae"]
     assert I.unjudged(judged, metrics) == ["vae", "vaegan"]
     judged["rows"]["vae"], metrics["runs"]["vaegan"]["mse"] = {"mse": 0.0123}, 0.0198
-    judged["protocol"]["faces"] = "/elsewhere/holdout.h5"  # the metrics of a lent GPU name its paths
+    judged["protocol"]["faces"] = "/elsewhere/holdout.h5"  # the metrics of an offline GPU job name its paths
     assert I.unjudged(judged, metrics) == []
     judged["protocol"]["count"] = 500  # other faces
     assert I.unjudged(judged, metrics) == ["vae", "vaegan"]

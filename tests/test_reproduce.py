@@ -1,5 +1,5 @@
 """`reproduce` as an offline GPU job: every call sends back what it has within the return limits,
-whatever stopped it; the next continues; a budget fixes the epochs once; the notebooks wait for the
+whatever stopped it; the next continues; the job's time fixes the epochs once; the notebooks wait for the
 Inception weights and for the time they need."""
 import json
 import shutil
@@ -79,15 +79,16 @@ def test_a_call_that_fails_still_sends_back_what_it_has(celeba_like, tmp_path, m
     assert "runs/vae/stats.jsonl" in packed(tmp_path / "out")
 
 
-def test_a_budget_fixes_the_epochs_once_from_the_measured_step_rates(celeba_like, tmp_path, monkeypatch):
+def test_the_job_time_fixes_the_epochs_once_from_the_measured_step_rates(celeba_like, tmp_path, monkeypatch):
     monkeypatch.setenv("LABKIT_INCEPTION", str(tmp_path / "not-brought-yet.pth"))
     work = tmp_path / "work"
-    call = dict(data=celeba_like.parent, work=work, profile="smoke", settings=dict(SETTINGS, epochs=400), budget=8.0)
+    call = dict(data=celeba_like.parent, work=work, profile="smoke", settings=dict(SETTINGS, epochs=400),
+                job_seconds=8.0)
     R.reproduce(tmp_path / "out", time_limit=600, **call)
     plan = json.loads((work / "plan.json").read_text())
     assert 1 <= plan["epochs"] < 400 and set(plan["steps_per_second"]) == set(MODELS)
     assert plan["eval_n"] == 1000 or plan["eval_n"] <= 64  # halved to fit, not below the minimum
-    R.reproduce(tmp_path / "out", time_limit=600, **dict(call, budget=1e6))  # a later call keeps the plan
+    R.reproduce(tmp_path / "out", time_limit=600, **dict(call, job_seconds=1e6))  # a later call keeps the plan
     assert json.loads((work / "plan.json").read_text()) == plan
     for model in MODELS:
         assert Run(work / "build" / "runs" / model).options()["epochs"] == plan["epochs"]
@@ -165,7 +166,7 @@ def test_too_few_files_merge_the_least_important_parts(tmp_path):
     assert not manifest["left_out"]
 
 
-def test_the_results_carry_the_reconstructions_the_evaluation_kept_not_the_checkpoint(two_runs, tmp_path):
+def test_the_results_hold_the_reconstructions_the_evaluation_kept_not_the_checkpoint(two_runs, tmp_path):
     build = tmp_path / "build"
     shutil.copytree(two_runs / "vae", build / "runs" / "vae")
     evaluate([build / "runs" / "vae"], n=16, n_ref=16, extractor=tiny_extractor(), sets=("prior", "recon"))
