@@ -105,9 +105,9 @@ def load(model_or_path, device="cpu"):
     return nets.to(device).eval(), info
 
 
-CELEBA_LICENCE = ("CelebA (Liu et al., ICCV 2015, https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html) is available for "
-                  "non-commercial research purposes only; these weights are derived from it and are shared on the "
-                  "same terms: non-commercial research only. The code that made them is MIT-licensed.")
+CELEBA_LICENCE = """CelebA (Liu et al., ICCV 2015, https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html) is
+available for non-commercial research purposes only; these weights are derived from it and are
+shared on the same terms: non-commercial research only. The code that made them is MIT-licensed."""
 
 
 def model_card(folder, metrics, facts):
@@ -158,7 +158,9 @@ with the attribute minus without). Its metadata holds the run's settings (`setti
 
 Trained on the first 8,000 aligned CelebA faces (ids 000001-008000, cropped as the VAE-GAN
 authors did and resized to 64x64); ids 008001-010000 are held out, never trained on, and used for
-every metric below. {CELEBA_LICENCE}
+every metric below.
+
+{CELEBA_LICENCE}
 
 ## Settings
 
