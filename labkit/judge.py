@@ -44,21 +44,22 @@ class Judge(nn.Module):
         return self.net(x)
 
 
-def labelled_faces(data=None):
-    """(training faces, their labels, held-out faces, their labels, attribute names): labels 0/1,
-    rows in CelebA id order, the held-out faces after the training ones (prepare's split)."""
+def scored_faces(data=None):
+    """(training labels, held-out faces, their labels, attribute names): labels 0/1 in CelebA id
+    order, the held-out faces after the training ones (prepare's split). The training faces are
+    counted, not read: only training the judge reads them."""
     found = D.attributes(data)
     if found is None:
         raise LabkitError("the attribute judge needs CelebA and its list_attr_celeba*.txt beside the data "
                           "(--data or LABKIT_DATA)")
     names, rows = found
-    train, _ = D.training_set(data)
     held_out, _ = D.holdout_set(data)
-    if len(rows) < len(train) + len(held_out):
-        raise LabkitError(f"{len(rows):,} attribute rows for {len(train):,} training and {len(held_out):,} "
+    n_train = D.validate_h5(D.resolve_data(data))
+    if len(rows) < n_train + len(held_out):
+        raise LabkitError(f"{len(rows):,} attribute rows for {n_train:,} training and {len(held_out):,} "
                           "held-out faces: the attribute file does not cover the data")
-    labels = torch.from_numpy(rows > 0).float()
-    return train, labels[:len(train)], held_out, labels[len(train):len(train) + len(held_out)], names
+    y = torch.from_numpy(rows > 0).float()
+    return y[:n_train], held_out, y[n_train:n_train + len(held_out)], names
 
 
 def train_judge(images, labels, epochs=EPOCHS, seed=0, progress=True):
@@ -86,7 +87,8 @@ def train_judge(images, labels, epochs=EPOCHS, seed=0, progress=True):
             loss.backward()
             opt.step()
             bar.update()
-            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+            if i % 50 == 0:  # reading the loss waits for the step: not every step
+                bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     bar.close()
     return net.eval()
 
@@ -122,8 +124,8 @@ def cached_judge(data=None, cache_dir="build/cache", epochs=EPOCHS, seed=0, prog
     """(the trained judge, its record): trained once per data file and setting and kept in
     cache_dir (weights-only, with how it was trained), then read from there. The record is the
     per-attribute accuracy on the held-out faces, measured on each call (seconds)."""
-    train, train_labels, held_out, held_labels, names = labelled_faces(data)
-    source = f"{D.resolve_data(data)}|{len(train)}|{len(held_out)}|{epochs}|{seed}|v{VERSION}"
+    train_labels, held_out, held_labels, names = scored_faces(data)
+    source = f"{D.resolve_data(data)}|{len(train_labels)}|{len(held_labels)}|{epochs}|{seed}|v{VERSION}"
     key = hashlib.sha1(source.encode()).hexdigest()[:12]
     weights, trained_file = Path(cache_dir) / f"judge-{key}.pt", Path(cache_dir) / f"judge-{key}.json"
     net = Judge(len(names))
@@ -133,21 +135,20 @@ def cached_judge(data=None, cache_dir="build/cache", epochs=EPOCHS, seed=0, prog
         trained = json.loads(trained_file.read_text())
     else:
         t0 = time.time()
-        net = train_judge(train, train_labels, epochs, seed, progress)
-        trained = {"trained_on": len(train), "epochs": epochs, "seed": seed, "seconds": round(time.time() - t0, 1),
-                   "source": source}
+        net = train_judge(D.training_set(data)[0], train_labels, epochs, seed, progress)
+        trained = {"trained_on": len(train_labels), "epochs": epochs, "seed": seed,
+                   "seconds": round(time.time() - t0, 1), "source": source}
         weights.parent.mkdir(parents=True, exist_ok=True)
-        for path, write in ((weights, lambda p: torch.save(net.state_dict(), p)),
-                            (trained_file, lambda p: p.write_text(json.dumps(trained, indent=2) + "\n"))):
-            tmp = path.with_name(path.name + ".tmp")
-            write(tmp)
-            os.replace(tmp, path)  # atomic: an interrupted run leaves no half-written cache
+        tmp = weights.with_suffix(".tmp")
+        torch.save(net.state_dict(), tmp)
+        os.replace(tmp, weights)
+        trained_file.write_text(json.dumps(trained, indent=2) + "\n")  # last: the cache is whole when it is there
     rows = accuracy(predict(net, held_out), held_labels, names, train_labels)
     judged = [r for r in rows.values() if r["verdict"] == "judged"]
 
     def mean(key):  # over the judged attributes; None when the judge reads none
         return round(sum(r[key] for r in judged) / len(judged), 4) if judged else None
-    record = {"protocol": dict(trained, scored_on=len(held_out), rare=RARE, readable=READABLE),
+    record = {"protocol": dict(trained, scored_on=len(held_labels), rare=RARE, readable=READABLE),
               "mean_accuracy_judged": mean("accuracy"), "mean_majority_judged": mean("majority"), "attributes": rows}
     return net, record
 

@@ -49,6 +49,7 @@ def test_a_trained_judge_is_read_from_its_cache(faces_with_attributes, tmp_path,
     def no_training(*args, **kwargs):
         raise AssertionError("trained again")
     monkeypatch.setattr(J, "train_judge", no_training)
+    monkeypatch.setattr(D, "training_set", no_training)  # nor are the training faces read
     net, again = J.cached_judge(faces_with_attributes, tmp_path / "cache", epochs=1, progress=False)
     assert again == first
     for a, b in zip(first_net.state_dict().values(), net.state_dict().values()):
@@ -69,7 +70,7 @@ def test_accuracy_against_the_majority_class_and_balanced():
 
 def test_without_attributes_the_judge_says_what_it_needs(celeba_like):
     with pytest.raises(LabkitError, match="needs CelebA and its list_attr_celeba"):
-        J.labelled_faces(celeba_like)
+        J.scored_faces(celeba_like)
 
 
 def test_the_judge_command_prints_the_table_and_writes_the_record(faces_with_attributes, tmp_path, capsys):
