@@ -55,7 +55,7 @@ def compile_networks(nets):
 def eager():
     """Compiled networks run uncompiled inside: drawn in eval mode, without grad and at other
     batch sizes, a figure would compile graphs of its own (3 of a VAE-GAN's 7; 10 s of a 38-s
-    compiled smoke run on the CPU), compile time an offline GPU job would spend on a picture an epoch.
+    compiled smoke run on the CPU), GPU time an offline job would spend on a picture an epoch.
     (torch.compiler.set_stance came with torch 2.6.)"""
     stance = getattr(torch.compiler, "set_stance", None)
     return stance("force_eager") if stance else contextlib.nullcontext()

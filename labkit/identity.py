@@ -7,8 +7,8 @@ real face (HOG detector; the median box where it finds none) and the same alignm
 every image of that face, so only what is drawn differs. Blurred copies of the faces calibrate
 the scale: identity holds at a 1.5 px blur and is mostly gone at 2.5 px. The floor is two
 different held-out faces. A run's reconstructions are those its evaluation scored and kept, so
-runs whose checkpoint stayed on an offline GPU machine can be judged too. Optional (`pip install -e
-'.[identity]'`), outside `make report`: dlib builds from source, about ten minutes on two cores.
+runs whose checkpoint stayed with an offline GPU job can be judged too. Optional (`pip install
+-e '.[identity]'`), outside `make report`: dlib builds from source, about ten minutes on two cores.
 """
 import json
 import sys
@@ -108,8 +108,8 @@ def floor(real):
 
 def reconstructions(run, faces):
     """The run's reconstructions of these faces: those its evaluation kept, the very images
-    metrics.json scored (from an offline GPU job, the only ones: the checkpoint stays there), else drawn
-    by its networks."""
+    metrics.json scored (from an offline GPU job, the only ones: the checkpoint stays there),
+    else drawn by its networks."""
     run = Run(run)
     model = run.options()["model"]
     if not spec(model).has_encoder:

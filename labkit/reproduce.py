@@ -74,8 +74,8 @@ def evaluation_images(n, n_ref, sets):
 
 
 def make_plan(build, data, profile, settings, seconds_left, device):
-    """The epochs and the evaluation's size that fit what is left of the job's time, from the step rates
-    the first stretch of each run measured."""
+    """The epochs and the evaluation's size that fit what is left of the job's time, from the
+    step rates the first stretch of each run measured."""
     o = {m: options(model=m, profile=profile, **settings) for m in MODELS}
     sizes = evaluation(profile)
     held_out = D.validate_h5(D.holdout_path(D.resolve_data(data)))

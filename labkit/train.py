@@ -165,7 +165,7 @@ def decoder_gradients(nets, losses, o):
 def training_loop(run_dir, resume=False, progress=True, time_limit=None, **settings):
     """Train one model into `run_dir` (see labkit.options for the settings); returns the folder.
     With `time_limit` (seconds), stop at the first logged step after it with a checkpoint: a
-    long run can go on in short sessions (resume=True), as on GPU machines available for minutes at a time."""
+    long run can go on in short sessions (resume=True), as on GPU machines had for minutes."""
     o = options(**settings)
     deadline = None if time_limit is None else time.time() + time_limit
     run = Run(run_dir)
