@@ -165,6 +165,24 @@ def attributes(data=None):
     return names, rows
 
 
+def attribute_split(data=None):
+    """(names, the training faces' attributes, the held-out faces'): CelebA's rows as float tensors
+    of +-1, split as prepare splits the faces by id (training first, then held out); None without
+    an attribute file."""
+    found = attributes(data)
+    if found is None:
+        return None
+    names, rows = found
+    train = resolve_data(data)
+    n_train = validate_h5(train)
+    n_held = validate_h5(holdout_path(train)) if holdout_path(train) else 0
+    if len(rows) < n_train + n_held:
+        raise LabkitError(f"{len(rows):,} attribute rows for {n_train:,} training and {n_held:,} held-out faces: the "
+                          "attribute file does not cover the data")
+    y = torch.from_numpy(rows).float()
+    return names, y[:n_train], y[n_train:n_train + n_held]
+
+
 def load_images(path, device="cpu", limit=None):
     """The whole uint8 array (N, 3, 64, 64) as a tensor on `device`: the training fast path."""
     n = validate_h5(path)

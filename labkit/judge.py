@@ -48,18 +48,13 @@ def scored_faces(data=None):
     """(training labels, held-out faces, their labels, attribute names): labels 0/1 in CelebA id
     order, the held-out faces after the training ones (prepare's split). The training faces are
     counted, not read: only training the judge reads them."""
-    found = D.attributes(data)
+    found = D.attribute_split(data)
     if found is None:
         raise LabkitError("the attribute judge needs CelebA and its list_attr_celeba*.txt beside the data "
                           "(--data or LABKIT_DATA)")
-    names, rows = found
+    names, train, held = found
     held_out, _ = D.holdout_set(data)
-    n_train = D.validate_h5(D.resolve_data(data))
-    if len(rows) < n_train + len(held_out):
-        raise LabkitError(f"{len(rows):,} attribute rows for {n_train:,} training and {len(held_out):,} "
-                          "held-out faces: the attribute file does not cover the data")
-    y = torch.from_numpy(rows > 0).float()
-    return y[:n_train], held_out, y[n_train:n_train + len(held_out)], names
+    return (train > 0).float(), held_out, (held > 0).float(), names
 
 
 def train_judge(images, labels, epochs=EPOCHS, seed=0, progress=True):

@@ -85,42 +85,49 @@ def diagnostics(real_logit, fake_logits, **logits):
 
 
 # ----------------------------------------------------------------------------------------------
-# One function per model: (nets, x, draw, settings it reads) -> {term: scalar}. `draw(n, dim,
-# like)` draws N(0, I) noise for this process's rows of the batch (see labkit.models.compute_losses).
+# One function per model: (nets, x, y, draw, settings it reads) -> {term: scalar}. y: the batch's
+# attributes for a conditional model (every network sees them beside its input; a fake is judged
+# with the attributes it was drawn for), else None. `draw(n, dim, like)` draws N(0, I) noise for
+# this process's rows of the batch (see labkit.models.compute_losses).
 
-def _posterior(nets, x, draw):
-    mu, logvar = nets.enc(x)
+def _posterior(nets, x, y, draw):
+    mu, logvar = nets.enc(x, y)
     return mu, logvar, mu + draw(x.shape[0], mu.shape[1], mu) * (0.5 * logvar).exp()
 
 
-def vae_losses(nets, x, draw):
+def _times(y, k):
+    """The attributes of k stacked batches of the same faces."""
+    return None if y is None else y.repeat(k, 1)
+
+
+def vae_losses(nets, x, y, draw):
     """hw2: a pixel-wise Gaussian likelihood and the KL prior, per pixel element."""
-    mu, logvar, z = _posterior(nets, x, draw)
-    return {"rec": gaussian_llike(x, nets.dec(z)), "kl": kl_prior(mu, logvar, per=x[0].numel())}
+    mu, logvar, z = _posterior(nets, x, y, draw)
+    return {"rec": gaussian_llike(x, nets.dec(z, y)), "kl": kl_prior(mu, logvar, per=x[0].numel())}
 
 
-def gan_losses(nets, x, draw, g_loss, d_weights):
+def gan_losses(nets, x, y, draw, g_loss, d_weights):
     """hw3: one discriminator pass over real and fake keeps BatchNorm statistics shared."""
     n = x.shape[0]
-    logits, _ = nets.dis(torch.cat([x, nets.dec(draw(n, nets.latent, x))]))
+    logits, _ = nets.dis(torch.cat([x, nets.dec(draw(n, nets.latent, x), y)]), _times(y, 2))
     real, fake = logits.split(n)
     return {"d": discriminator_loss(real, [fake], d_weights), "g": generator_loss([fake], g_loss),
             **diagnostics(real, [fake], real=real, prior=fake)}
 
 
-def vaegan_losses(nets, x, draw, g_loss, d_weights, recon_fake, feature_norm, dec_batch):
+def vaegan_losses(nets, x, y, draw, g_loss, d_weights, recon_fake, feature_norm, dec_batch):
     """Algorithm 1's forward pass: the prior, the feature-wise likelihood on Dis_l, the GAN terms."""
     n = x.shape[0]
     z_p = draw(n, nets.latent, x)  # before the posterior's noise: the order every published run drew them in
-    mu, logvar, z = _posterior(nets, x, draw)
+    mu, logvar, z = _posterior(nets, x, y, draw)
     if dec_batch == "joint":
         # One decoder pass: BatchNorm normalises reconstructions and prior samples together, so
         # its running statistics (used for every figure) describe the batches it trained on.
-        recon, x_p = nets.dec(torch.cat([z, z_p])).split(n)
+        recon, x_p = nets.dec(torch.cat([z, z_p]), _times(y, 2)).split(n)
     else:
-        recon, x_p = nets.dec(z), nets.dec(z_p)
+        recon, x_p = nets.dec(z, y), nets.dec(z_p, y)
     if recon_fake:
-        logits, feats = nets.dis(torch.cat([x, recon, x_p]))
+        logits, feats = nets.dis(torch.cat([x, recon, x_p]), _times(y, 3))
         real, fake_rec, fake_p = logits.split(n)
         feat_real, feat_rec, _ = feats.split(n)
         fakes = [fake_rec, fake_p]
@@ -128,7 +135,7 @@ def vaegan_losses(nets, x, draw, g_loss, d_weights, recon_fake, feature_norm, de
         # The authors' CelebA script: reconstructions reach D only through Dis_l, in a pass of
         # their own, so that not even D's BatchNorm statistics see them in the GAN pass.
         feat_real, feat_rec = nets.dis.features(torch.cat([x, recon])).split(n)
-        logits, _ = nets.dis(torch.cat([x, x_p]))
+        logits, _ = nets.dis(torch.cat([x, x_p]), _times(y, 2))
         real, fake_p = logits.split(n)
         fakes = [fake_p]
     seen = dict(real=real, prior=fake_p, **({"recon": fake_rec} if recon_fake else {}))

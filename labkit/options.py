@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from labkit import LabkitError
 from labkit.losses import D_WEIGHTS, DEC_BATCHES, G_LOSSES
-from labkit.models import FEATURE_LAYERS, INITS, MODELS
+from labkit.models import FEATURE_LAYERS, INITS, MODELS, REGISTRY, spec
 
 OPTIMIZERS = ("rmsprop", "adam")
 ON_NAN = ("stop", "rollback")
@@ -40,9 +40,11 @@ EVALUATION = ("eval_n", "n_ref", "eval_sets")  # profile keys that size the eval
 
 
 def profile_settings(profile, model):
-    """The training settings a profile gives one model: its shared ones, then per_model[model]'s."""
+    """The training settings a profile gives one model: its shared ones, then per_model[model]'s (a
+    conditional model: those of the model it conditions)."""
     shared = {k: v for k, v in PROFILES[profile].items() if k not in (*EVALUATION, "per_model")}
-    return dict(shared, **PROFILES[profile].get("per_model", {}).get(model, {}))
+    base = spec(model).base or model if model in REGISTRY else model
+    return dict(shared, **PROFILES[profile].get("per_model", {}).get(base, {}))
 
 
 @dataclass(frozen=True)
@@ -62,8 +64,8 @@ def _positive(help, default, optional=False):
 
 
 OPTIONS = dict(
-    model        = Option("vaegan", "the model (labkit.models.MODELS): vae (hw2), vaedisl, vaegan or gan (hw3)",
-                          choices=MODELS),
+    model        = Option("vaegan", "the model (labkit.models.REGISTRY): vae (hw2), vaedisl, vaegan or gan (hw3); "
+                          "cvae, cgan or cvaegan: conditioned on CelebA's attributes", choices=REGISTRY),
     profile      = Option("full", "sets the size and length of a run (see PROFILES) unless given",
                           choices=tuple(PROFILES)),
     data         = Option(None, "celeba64.h5 or its folder (default: $LABKIT_DATA, else synthetic faces)",

@@ -19,7 +19,7 @@ from labkit.augment import augment
 from labkit.device import accelerate, eager, native_bf16, resolve_device
 from labkit.distributed import average_gradients, distributed, leave, local_device, mean_over_ranks
 from labkit.metrics import diversity
-from labkit.models import AVERAGED, Nets, compute_losses
+from labkit.models import AVERAGED, Nets, compute_losses, spec
 from labkit.options import EQUILIBRIUM, options
 from labkit.runs import Run, load_checkpoint, load_weights, provenance
 
@@ -74,13 +74,14 @@ def backward_routed(nets, objectives):
         objective.backward(inputs=params, retain_graph=i < len(groups) - 1)
 
 
-def train_step(nets, opts, x, generator, o, autocast=False, shard=(0, 1), diagnose=False):
-    """One update of every network. All gradients are taken at the same parameters, then all
-    optimizers step, as in Algorithm 1 (stepping one network before another's backward on the
-    same graph is what breaks older ports on modern PyTorch). `diagnose` adds the decoder's
-    gradient norm from each of its terms (two more backward passes: only on logged steps)."""
+def train_step(nets, opts, x, generator, o, autocast=False, shard=(0, 1), diagnose=False, y=None):
+    """One update of every network (y: the batch's attributes, for a conditional model). All
+    gradients are taken at the same parameters, then all optimizers step, as in Algorithm 1
+    (stepping one network before another's backward on the same graph is what breaks older ports
+    on modern PyTorch). `diagnose` adds the decoder's gradient norm from each of its terms (two
+    more backward passes: only on logged steps)."""
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=autocast):
-        losses, objectives = compute_losses(nets, x, generator, o, shard)
+        losses, objectives = compute_losses(nets, x, generator, o, shard, y)
     diag = decoder_gradients(nets, losses, o) if diagnose and "dis" in nets.spec.networks else {}
     for opt in opts.values():
         opt.zero_grad(set_to_none=True)
@@ -197,8 +198,10 @@ class Training:
     local: int                  # this process's images per step
     writer: bool                # rank 0 writes the run folder
     images: torch.Tensor        # the training set, uint8 on the device
+    labels: torch.Tensor | None  # a conditional model's: the training faces' attributes (+-1) on the device
     note: str                   # what the data is, for the log
     faces: torch.Tensor         # the fixed faces every grid reconstructs
+    face_labels: torch.Tensor | None  # their attributes (conditional), which the grid's samples are drawn for
     steps_per_epoch: int
     total: int                  # the run's last step
     nets: Nets
@@ -212,7 +215,10 @@ class Training:
 
 
 def train_run(run, o, resume, progress, deadline=None):
-    """One attempt at the run: set up (or restore), record the settings, run the steps."""
+    """One attempt at the run: set up (or restore), record the settings (a conditional run's with
+    the attributes it is conditioned on), run the steps."""
+    if spec(o["model"]).conditional:
+        o = dict(o, attributes=conditioning(o["data"])[0])
     t = setup(run, o, resume, deadline)
     if t.writer:
         run.write_options(dict(o, device=str(t.device), fast=t.fast, data_used=t.note, steps=t.total,
@@ -234,6 +240,10 @@ def setup(run, o, resume, deadline=None):
         raise LabkitError(f"batch {o['batch']} does not split over {world} processes")
     device = local_device(resolve_device(o["device"]), world)
     images, note = D.training_set(o["data"], o["limit"], device)
+    labels = face_labels = None
+    if spec(o["model"]).conditional:
+        _, train_labels, face_labels = conditioning(o["data"])
+        labels = train_labels[:len(images)].to(device)
     train_path = D.resolve_data(o["data"])
     if train_path is not None:
         note += f"; grid faces from {D.holdout_path(train_path) or train_path}"
@@ -251,7 +261,8 @@ def setup(run, o, resume, deadline=None):
         ema = Nets.of(o).to(device).requires_grad_(False)
         ema.load_state_dict(nets.state_dict())
     t = Training(device=device, shard=(rank, world), local=o["batch"] // world, writer=rank == 0, images=images,
-                 note=note, faces=D.grid_faces(train_path, N_GRID), steps_per_epoch=steps_per_epoch,
+                 labels=labels, note=note, faces=D.grid_faces(train_path, N_GRID), face_labels=face_labels,
+                 steps_per_epoch=steps_per_epoch,
                  total=steps_per_epoch * o["epochs"], nets=nets, ema=ema, opts=make_optimizers(nets, o, device),
                  generator=torch.Generator(device).manual_seed(o["seed"]), fast=fast, deadline=deadline)
     if resume and run.checkpoint.is_file():
@@ -259,6 +270,17 @@ def setup(run, o, resume, deadline=None):
         # Wall time counts on from the resumed checkpoint's, so a run's last row says what it cost.
         t.seconds = next((r["seconds"] for r in reversed(run.stats()) if "seconds" in r), 0.0)
     return t
+
+
+def conditioning(data):
+    """(attribute names, the training faces' attributes, the grid faces' attributes) a conditional
+    run trains with: CelebA's, or a one-line error naming what is missing."""
+    found = D.attribute_split(data)
+    if found is None:
+        raise LabkitError("a conditional model trains on CelebA's attributes: it needs celeba64.h5 (--data or "
+                          "LABKIT_DATA) with list_attr_celeba*.txt beside it")
+    names, train, held = found
+    return names, train, (held if len(held) else train)[:N_GRID]
 
 
 def restore(run, o, t):
@@ -292,12 +314,14 @@ def run_steps(run, o, t, progress):
         if i == 0 or order is None:
             order = D.epoch_order(len(t.images), epoch, o["seed"]).to(t.device)
         start = i * o["batch"] + t.shard[0] * t.local
-        x = D.to_float(t.images[order[start:start + t.local]])
+        rows = order[start:start + t.local]
+        x = D.to_float(t.images[rows])
         if o["augment"]:
             x = augment(x, t.generator, t.shard)
         set_lr(t.opts, o, step, t.total)
         window.append(train_step(t.nets, t.opts, x, t.generator, o, autocast=t.fast, shard=t.shard,
-                                 diagnose=(step + 1) % o["log_every"] == 0))
+                                 diagnose=(step + 1) % o["log_every"] == 0,
+                                 y=None if t.labels is None else t.labels[rows]))
         step += 1
         if t.ema is not None:
             update_ema(t.ema, t.nets, step, o)
@@ -339,7 +363,7 @@ def maintain(run, o, t, step, row, noise, bar, snapshot):
         epoch = step // t.steps_per_epoch
         earlier = {r["epoch"]: r["sample_diversity"] for r in run.stats() if "sample_diversity" in r}
         grid = run.grids / f"epoch-{epoch:04d}.png"
-        spread = write_grid(t.nets if t.ema is None else t.ema, t.faces.to(t.device), noise, grid)
+        spread = write_grid(t.nets if t.ema is None else t.ema, t.faces.to(t.device), noise, grid, t.face_labels)
         run.append_stats({"step": step, "epoch": epoch, "sample_diversity": round(spread, 4)})
         best = max(earlier, key=earlier.get, default=None)
         if spread < COLLAPSE_RATIO:
@@ -371,23 +395,24 @@ def log_row(window, step, o, t, seconds, stop=False):
     return row, stop
 
 
-def write_grid(nets, faces, noise, path):
+def write_grid(nets, faces, noise, path, y=None):
     """Reconstructions of the fixed faces (rows: original, reconstruction) beside fixed-noise
-    samples. Returns the samples' diversity relative to the faces'."""
+    samples (a conditional model's drawn for the faces' attributes y, in turn). Returns the
+    samples' diversity relative to the faces'."""
     with eager():
-        return _write_grid(nets, faces, noise, path)
+        return _write_grid(nets, faces, noise, path, y)
 
 
-def _write_grid(nets, faces, noise, path):
+def _write_grid(nets, faces, noise, path, y):
     was_training = nets.training
     nets.eval()
-    samples = nets.decode(noise)
+    samples = nets.decode(noise, None if y is None else y[torch.arange(len(noise)) % len(y)])
     spread = diversity(samples) / max(diversity(faces.cpu()), 1e-8)
     parts = [plots.grid(samples)]
     if nets.has_encoder:
         # 32 faces as 4 original/reconstruction row pairs: as tall as the 8x8 sample grid.
-        faces = faces[:N_GRID // 2]
-        parts.insert(0, plots.grid(plots.interleave(faces.cpu(), nets.decode(nets.encode(faces)))))
+        faces, y = faces[:N_GRID // 2], None if y is None else y[:N_GRID // 2]
+        parts.insert(0, plots.grid(plots.interleave(faces.cpu(), nets.decode(nets.encode(faces, y), y))))
     gap = np.full((parts[0].shape[0], 8, 3), 255, np.uint8)
     plots.save_png(np.concatenate([p for part in parts for p in (part, gap)][:-1], axis=1), path)
     nets.train(was_training)

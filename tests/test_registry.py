@@ -13,7 +13,7 @@ from labkit.train import training_loop
 from conftest import TINY, batch, forward, loss_rows, make
 
 
-def l1_autoencoder(nets, x, draw, beta):
+def l1_autoencoder(nets, x, y, draw, beta):
     """A toy model's loss function: a deterministic autoencoder judged by L1, with a KL-like penalty."""
     mu, _ = nets.enc(x)
     recon = nets.dec(mu)
@@ -57,7 +57,8 @@ def test_the_options_and_the_cli_know_a_registered_model(toy, capsys):
 
 
 def test_an_unknown_model_is_refused_in_one_line():
-    with pytest.raises(LabkitError, match=r"^unknown model 'dcgan'; choose one of vae, vaedisl, vaegan, gan$"):
+    every = "vae, vaedisl, vaegan, gan, cvae, cgan, cvaegan"
+    with pytest.raises(LabkitError, match=rf"^unknown model 'dcgan'; choose one of {every}$"):
         Nets("dcgan")
     nets = make("vae")
     nets.model = "dcgan"
