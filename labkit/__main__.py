@@ -1,4 +1,5 @@
-"""python -m labkit {train,sample,prepare,evaluate,identity,judge,ablation,report,publish,bundle,reproduce} ...
+"""python -m labkit {train,sample,prepare,evaluate,identity,judge,conditional,ablation,report,publish,bundle,
+                   reproduce} ...
 
 Each command has --help.
 """
@@ -85,6 +86,12 @@ def cmd_judge(a):
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
         Path(a.out).write_text(json.dumps(record, indent=2) + "\n")
         print(f"[labkit] {a.out}")
+
+
+def cmd_conditional(a):
+    from labkit.conditional import conditional
+    print(conditional(a.runs, a.figures, a.data, a.profile, a.cache, epochs=a.epochs, limit=a.limit))
+    print(f"[labkit] {Path(a.figures) / 'conditional.json'}, {Path(a.figures) / 'conditional.png'}")
 
 
 def cmd_ablation(a):
@@ -181,6 +188,19 @@ def add_evaluation_commands(sub):
     j.add_argument("--seed", type=int, default=0)
     j.add_argument("--out", help="also write the per-attribute accuracy as JSON here")
     j.set_defaults(func=cmd_judge)
+
+    c = sub.add_parser("conditional", help="the paper's table: conditional VAE, GAN and VAE-GAN trained on CelebA's "
+                       "attributes, scored by the attribute judge")
+    c.add_argument("--data", help="celeba64.h5 or its folder, with list_attr_celeba*.txt beside it")
+    c.add_argument("--profile", choices=list(PROFILES), default="cpu", help="the size of every run (default cpu)")
+    c.add_argument("--runs", default="build/conditional", help="one run folder per model (default build/conditional)")
+    c.add_argument("--figures", default="build/figures",
+                   help="where conditional.json and conditional.png go (default build/figures, where the report reads "
+                   "them)")
+    c.add_argument("--cache", default="build/cache", help="where the trained judge is kept (default build/cache)")
+    c.add_argument("--epochs", type=positive_int, help="override the profile's epochs (short probes)")
+    c.add_argument("--limit", type=positive_int, help="override the profile's training-set size (short probes)")
+    c.set_defaults(func=cmd_conditional)
 
     ab = sub.add_parser("ablation", help="train the VAE-GAN with each setting change, evaluate, tabulate")
     ab.add_argument("--out", required=True, help="folder for one run per row, ablation.json and ablation.md")

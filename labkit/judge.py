@@ -148,12 +148,16 @@ def cached_judge(data=None, cache_dir="build/cache", epochs=EPOCHS, seed=0, prog
     return net, record
 
 
+def ordered(record):
+    """The record's attributes as (name, row): judged first, by balanced accuracy, then the others."""
+    order = {"judged": 0, "not readable": 1, "too rare": 2}
+    return sorted(record["attributes"].items(), key=lambda kv: (order[kv[1]["verdict"]], -kv[1]["balanced"]))
+
+
 def table(record):
     """The judge's per-attribute accuracy as markdown: judged attributes first, by balanced accuracy."""
-    order = {"judged": 0, "not readable": 1, "too rare": 2}
-    rows = sorted(record["attributes"].items(), key=lambda kv: (order[kv[1]["verdict"]], -kv[1]["balanced"]))
     lines = ["| attribute | judge | majority class | balanced | on faces | verdict |", "|---|---|---|---|---|---|"]
-    for name, r in rows:
+    for name, r in ordered(record):
         lines.append(f"| {name} | {r['accuracy']:.1%} | {r['majority']:.1%} | {r['balanced']:.1%} | "
                      f"{r['positive_rate']:.1%} | {r['verdict']} |")
     p = record["protocol"]

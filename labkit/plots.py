@@ -56,10 +56,11 @@ def panels(named_images, path=None, nrow=8, title=None, scale=1.0, stacked=False
     return finish(fig, path)
 
 
-def rows(named_images, path=None, columns=8, width=7.5):
+def rows(named_images, path=None, columns=8, width=7.5, column_names=None):
     """The report's comparison figures: one row of images per name (a model, the held-out faces),
-    `columns` to a row, the name at the row's left; more images than `columns` wrap into another
-    block of the same rows below, so that each column compares the same face or noise."""
+    `columns` to a row, the name at the row's left (and `column_names` over the columns); more
+    images than `columns` wrap into another block of the same rows below, so that each column
+    compares the same face or noise."""
     import matplotlib.pyplot as plt
     named = {k: torch.as_tensor(np.asarray(v)) for k, v in named_images.items()}
     n = max(len(v) for v in named.values())
@@ -80,7 +81,11 @@ def rows(named_images, path=None, columns=8, width=7.5):
     ax.imshow(array, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([c for c, _ in labels], [name for _, name in labels], fontsize=9)
-    ax.tick_params(left=False)
+    if column_names:
+        size = array.shape[1] / columns
+        ax.set_xticks([size * (i + 0.5) for i in range(len(column_names))], column_names, fontsize=8)
+        ax.xaxis.tick_top()
+    ax.tick_params(left=False, top=False)
     for spine in ax.spines.values():
         spine.set_visible(False)
     return finish(fig, path)

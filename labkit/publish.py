@@ -5,7 +5,7 @@
 `make report` writes only into its build folder, so that a user's report (other runs: another
 CPU trains other runs from the same seeds) never rewrites the committed results. `publish`
 copies a finished cpu or full report there: its figures, metrics.json, report.pdf, report.json
-(what it was run with), the ablation.json and identity.json measured into its figures folder, and,
+(what it was run with), the results other commands made into its figures folder (MADE_APART), and,
 where the runs' checkpoints are at hand, their weights (labkit.pretrained) with a model card. Figures
 the new report no longer draws are removed, and an identity.json that judged other runs than
 the new metrics.json is removed too (python -m labkit identity measures it again).
@@ -18,6 +18,9 @@ from labkit import LabkitError, pretrained
 from labkit.identity import unjudged
 
 ROOT = Path(__file__).resolve().parents[1]
+# Results the report shows but other commands make (python -m labkit ablation, identity, conditional):
+# copied when the build has them, the published ones kept when it has not.
+MADE_APART = ("ablation.json", "identity.json", "conditional.json", "conditional.png")
 
 
 def publish(build="build", root=ROOT):
@@ -34,11 +37,11 @@ def publish(build="build", root=ROOT):
     dest = Path(root) / "figures" / profile
     dest.mkdir(parents=True, exist_ok=True)
     drawn = {p.name for p in figures.glob("*.png")}
-    removed = [p.name for p in dest.glob("*.png") if p.name not in drawn]
+    removed = [p.name for p in dest.glob("*.png") if p.name not in drawn and p.name not in MADE_APART]
     for name in removed:
         (dest / name).unlink()
-    made_apart = [figures / n for n in ("ablation.json", "identity.json") if (figures / n).is_file()]
-    for path in [*figures.glob("*.png"), figures / "metrics.json", *made_apart, build / "report.pdf", record_file]:
+    apart = [figures / n for n in MADE_APART if n.endswith(".json") and (figures / n).is_file()]
+    for path in [*figures.glob("*.png"), figures / "metrics.json", *apart, build / "report.pdf", record_file]:
         shutil.copy2(path, dest / path.name)
     removed += publish_weights(build, dest, json.loads(record_file.read_text())["facts"])
     identity = dest / "identity.json"
@@ -69,7 +72,7 @@ def publish_weights(build, dest, facts):
 
 
 def results_file(name, figures, profile, root=ROOT):
-    """A results file the report shows but does not make (ablation.json, identity.json): the build's
+    """A results file the report shows but does not make (MADE_APART): the build's
     figures folder's, else the published one of its profile, else the build's path to write it to."""
     for folder in (Path(figures), Path(root) / "figures" / profile):
         if (folder / name).is_file():

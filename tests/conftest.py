@@ -200,3 +200,25 @@ def celeba_like(tmp_path):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+def attribute_file(path, rows, names):
+    lines = [str(len(rows)), " ".join(names)]
+    lines += [f"{i + 1:06d}.jpg " + " ".join(f"{v:2d}" for v in row) for i, row in enumerate(rows)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture
+def faces_with_attributes(tmp_path):
+    """Synthetic faces whose 'Bright' attribute is their brightness (readable off the face), whose
+    'Coin' is a coin toss (not readable) and whose 'Rare' is on 2% of them; held out after trained,
+    as prepare writes them."""
+    images = D.synthetic_images(800, seed=5)
+    bright = images.reshape(len(images), -1).mean(1)
+    rng = np.random.default_rng(0)
+    rows = np.stack([np.where(bright > np.median(bright), 1, -1), rng.choice([-1, 1], len(images)),
+                     np.where(rng.random(len(images)) < 0.02, 1, -1)], 1)
+    write_h5(tmp_path / D.TRAIN_FILE, images[:600])
+    write_h5(tmp_path / D.HOLDOUT_FILE, images[600:])
+    attribute_file(tmp_path / "list_attr_celeba.txt", rows, ["Bright", "Coin", "Rare"])
+    return tmp_path

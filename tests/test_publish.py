@@ -34,14 +34,16 @@ def test_publish_replaces_the_results_and_drops_what_no_longer_belongs(tmp_path,
     dest.mkdir(parents=True)
     (dest / "loss_vae.png").write_bytes(b"a figure the new report no longer draws")
     (dest / "samples.png").write_bytes(b"old")
-    (dest / "ablation.json").write_text("{}")  # made by another command: kept
+    for made_apart in ("ablation.json", "conditional.json", "conditional.png"):  # by other commands: kept
+        (dest / made_apart).write_text("{}")
     judged = {"protocol": {"faces": "/x/celeba64_holdout.h5", "count": 1000}, "rows": {"vae": {"mse": 0.02}}}
     (dest / "identity.json").write_text(json.dumps(judged))  # judged other runs
     build = fake_report(tmp_path / "build")
     folder, removed = publish(build, root=tmp_path / "repo")
     assert folder == dest and sorted(removed) == ["identity.json", "loss_vae.png"]
-    assert sorted(p.name for p in dest.iterdir()) == ["ablation.json", "metrics.json", "reconstructions.png",
-                                                      "report.json", "report.pdf", "samples.png"]
+    assert sorted(p.name for p in dest.iterdir()) == ["ablation.json", "conditional.json", "conditional.png",
+                                                      "metrics.json", "reconstructions.png", "report.json",
+                                                      "report.pdf", "samples.png"]
     assert (dest / "samples.png").read_bytes() == b"new samples.png"
     judged["rows"] = {"vae": {"mse": 0.01}, "vaegan": {"mse": 0.01}}  # now it judged these very runs: kept
     (dest / "identity.json").write_text(json.dumps(judged))
