@@ -51,8 +51,14 @@ def cmd_sample(a):
         model, latent = o["model"], o["latent"]
         out = a.out or Path(a.run) / f"samples-seed{a.seed}.png"
     z = torch.randn(a.n, latent, generator=torch.Generator().manual_seed(a.seed))
-    plots.save_png(plots.grid(nets.decode(z), nrow=a.nrow), out)
-    print(f"[labkit] {a.n} samples of {model} -> {out}")
+    y = None
+    if nets.attributes:  # a conditional run: faces for the held-out faces' attribute vectors, in turn
+        from labkit.train import conditioning
+        held = conditioning(o["data"])[2]
+        y = held[torch.arange(a.n) % len(held)]
+    plots.save_png(plots.grid(nets.decode(z, y), nrow=a.nrow), out)
+    print(f"[labkit] {a.n} samples of {model} -> {out}" + (" (for the held-out faces' attributes)" if y is not None
+                                                            else ""))
 
 
 def cmd_prepare(a):

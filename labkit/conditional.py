@@ -95,9 +95,10 @@ def base_vector(conditions, names, shown):
     return conditions[match[0, 0] if len(match) else 0].clone()
 
 
-def switched(nets, latent, conditions, names, n_noise=3, seed=0):
-    """Faces of the same noise for the base vector and for it with each of SWITCHED (those among
-    `names`) switched: uint8 (columns x n_noise x 3 x 64 x 64), and the columns' labels."""
+def switched(nets, latent, conditions, names, n_noise=3):
+    """Faces of the same noise (the samples figure's first vectors) for the base vector and for it
+    with each of SWITCHED (those among `names`) switched: uint8 (columns x n_noise x 3 x 64 x 64),
+    and the columns' labels."""
     shown = [n for n in SWITCHED if n in names]
     base, index = base_vector(conditions, names, shown), {n: i for i, n in enumerate(names)}
     vectors, labels = [base], ["as given"]
@@ -106,7 +107,7 @@ def switched(nets, latent, conditions, names, n_noise=3, seed=0):
         y[index[name]] = -y[index[name]]
         vectors.append(y)
         labels.append(("+ " if y[index[name]] > 0 else "not ") + name.replace("_", " "))
-    z = torch.randn(n_noise, latent, generator=torch.Generator().manual_seed(seed))
+    z = D.fixed_noise(latent, n_noise)
     return torch.stack([nets.decode(z, y.expand(n_noise, -1)) for y in vectors]), labels
 
 

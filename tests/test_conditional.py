@@ -85,7 +85,7 @@ def test_the_unconditional_models_are_unchanged(model):
         Nets(f"c{model}" if f"c{model}" in CONDITIONAL else "cvae", **TINY)
 
 
-def test_a_conditional_run_trains_resumes_and_records_its_attributes(faces_with_attributes, tmp_path):
+def test_a_conditional_run_trains_resumes_samples_and_records_its_attributes(faces_with_attributes, tmp_path, capsys):
     run = dict(model="cvaegan", profile="smoke", data=faces_with_attributes, epochs=2, batch=16, limit=64,
                log_every=2, progress=False, **TINY)
     training_loop(tmp_path / "straight", **run)
@@ -95,6 +95,8 @@ def test_a_conditional_run_trains_resumes_and_records_its_attributes(faces_with_
     training_loop(tmp_path / "resumed", **dict(run, epochs=1))
     training_loop(tmp_path / "resumed", resume=True, **run)
     assert loss_rows(tmp_path / "resumed") == loss_rows(tmp_path / "straight")
+    assert main(["sample", str(tmp_path / "straight"), "--n", "8", "--out", str(tmp_path / "s.png")]) == 0
+    assert "for the held-out faces' attributes" in capsys.readouterr().out and (tmp_path / "s.png").is_file()
 
 
 def test_a_conditional_model_without_attributes_says_what_it_needs(celeba_like, tmp_path):
