@@ -96,7 +96,7 @@ def cmd_judge(a):
 
 def cmd_conditional(a):
     from labkit.conditional import conditional
-    print(conditional(a.runs, a.figures, a.data, a.profile, a.cache, epochs=a.epochs, limit=a.limit))
+    print(conditional(a.runs, a.figures, a.data, a.profile, a.cache, epochs=a.epochs, limit=a.limit, seed=a.seed))
     print(f"[labkit] {Path(a.figures) / 'conditional.json'}, {Path(a.figures) / 'conditional.png'}")
 
 
@@ -206,6 +206,7 @@ def add_evaluation_commands(sub):
     c.add_argument("--cache", default="build/cache", help="where the trained judge is kept (default build/cache)")
     c.add_argument("--epochs", type=positive_int, help="override the profile's epochs (short probes)")
     c.add_argument("--limit", type=positive_int, help="override the profile's training-set size (short probes)")
+    c.add_argument("--seed", type=int, help="the runs' seed (default 0): another one trains another set of runs")
     c.set_defaults(func=cmd_conditional)
 
     ab = sub.add_parser("ablation", help="train the VAE-GAN with each setting change, evaluate, tabulate")

@@ -139,7 +139,8 @@ def conditional(runs_dir="build/conditional", figures="build/figures", data=None
     faces = {CONDITIONAL[m].title: switched(nets, o["latent"], conditions, names) for m, (nets, o) in loaded.items()}
     figure({title: grid for title, (grid, _) in faces.items()}, next(iter(faces.values()))[1],
            figures / "conditional.png")
-    result = {"protocol": {"profile": profile, "scored_on": len(conditions), "seeds": list(seeds),
+    result = {"protocol": {"profile": profile, "training_seed": shrink.get("seed") or 0, "scored_on": len(conditions),
+                           "seeds": list(seeds),
                            "judged": [n for n, j in zip(names, judged.tolist()) if j],
                            "scoring_seconds": round(time.time() - t0, 1), "judge": record["protocol"],
                            "switched": list(SWITCHED)},
@@ -156,35 +157,39 @@ def figure(faces, labels, path=None):
 
 
 def markdown(result):
-    """The table: a row per model, then the ceiling and floor; the paper's cosine and MSE, the
-    share of attributes read as given (mean ± spread over the seeds), and how well faces follow
-    each attribute of the figure."""
-    p = result["protocol"]
-    attributes = [a for a in p["switched"] if a in next(iter(result["rows"].values()))["followed"]]
-    lines = ["| model | cosine ↑ | MSE ↓ | read as given ↑ | " + " | ".join(a.replace("_", " ") for a in attributes)
-             + " | training minutes |",
-             "|" + "|".join("-" * w for w in (14, 9, 9, 9, *[5] * len(attributes), 5)) + "|"]
-    for title, r in result["rows"].items():
+    """Two tables: a row per model, then the ceiling and the floor; the paper's cosine and MSE and
+    the share of attributes read as given (mean ± spread over the seeds); then how well faces
+    follow each attribute of the figure."""
+    p, rows = result["protocol"], result["rows"]
+    attributes = [a for a in p["switched"] if a in next(iter(rows.values()))["followed"]]
+    # pandoc sizes the PDF's columns by these dashes
+    scores = ["| model | cosine ↑ | MSE ↓ | attributes read as given ↑ | training minutes |",
+              "|" + "|".join("-" * w for w in (24, 14, 14, 14, 9)) + "|"]
+    follow = ["| model | " + " | ".join(a.replace("_", " ") for a in attributes) + " |",
+              "|" + "|".join("-" * w for w in (24, *[8] * len(attributes))) + "|"]
+    for title, r in rows.items():
         cells = [f"{r[k]:.3f} ± {r[f'{k}_sd']:.3f}" if r[f"{k}_sd"] else f"{r[k]:.3f}"
                  for k in ("cosine", "mse", "agreement")]
-        cells += [f"{r['followed'][a]:.2f}" for a in attributes]
         cells.append(f"{r['train_minutes']:.1f}" if "train_minutes" in r else "")
-        lines.append(f"| {title} | " + " | ".join(cells) + " |")
-    lines.append(f"\n{p['scored_on']:,} faces a row, one per held-out face's attribute vector; ± the standard "
-                 f"deviation over {len(p['seeds'])} noise seeds (the floor: over as many shuffles). Scores over the "
-                 f"{len(p['judged'])} attributes the judge reads; the per-attribute columns: the mean of the share of "
-                 "faces drawn with the attribute read with it and of those drawn without read without (0.5: "
-                 "ignored).")
-    return "\n".join(lines) + "\n"
+        scores.append(f"| {title} | " + " | ".join(cells) + " |")
+        follow.append(f"| {title} | " + " | ".join(f"{r['followed'][a]:.2f}" for a in attributes) + " |")
+    note = (f"{p['scored_on']:,} faces a row, one per held-out face's attribute vector; ± the standard deviation over "
+            f"{len(p['seeds'])} noise seeds (the floor: over as many shuffles). Scores over the {len(p['judged'])} "
+            "attributes the judge reads.")
+    return ("\n".join(scores) + f"\n\n{note}\n\n" + "\n".join(follow) +
+            "\n\nHow well the faces follow each attribute: the mean of the share of faces drawn with it that the judge "
+            "reads with it and of those drawn without read without (0.5: ignored).\n")
 
 
 def judge_table(record):
-    """The judge's accuracy per attribute, two attributes to a row, the judged ones first."""
-    mark = {"judged": "", "not readable": " (not readable)", "too rare": " (too rare)"}
+    """The judge's accuracy per attribute, two attributes to a row, the judged ones first; * marks
+    the attributes not readable, † those too rare."""
+    mark = {"judged": "", "not readable": " *", "too rare": " †"}
     cells = [f"{n.replace('_', ' ')}{mark[r['verdict']]} | {r['accuracy']:.1%} | {r['majority']:.1%}"
              for n, r in J.ordered(record)]
     half = (len(cells) + 1) // 2
-    lines = ["| attribute | judge | majority | attribute | judge | majority |", "|---|---|---|---|---|---|"]
+    lines = ["| attribute | judge | majority | attribute | judge | majority |",
+             "|" + "|".join("-" * w for w in (20, 7, 8, 20, 7, 8)) + "|"]  # pandoc's column widths
     lines += [f"| {a} | {b} |" for a, b in zip(cells[:half], cells[half:] + [" | | "])]
     return "\n".join(lines) + "\n"
 
@@ -205,13 +210,13 @@ def reading(result):
         margin = rows[best]["cosine"] - rows[second]["cosine"]
         spread = max(rows[best]["cosine_sd"], rows[second]["cosine_sd"])
         lowest_mse = min(models, key=lambda t: rows[t]["mse"])
-        lines.append(f"- {best} follows the attributes best by cosine, {margin:.3f} above {second} "
+        lines.append(f"- Best by cosine: {best}, {margin:.3f} above {second} "
                      f"({'well beyond' if margin > 3 * spread else 'within a few times'} the seeds' spread of "
-                     f"{spread:.3f}); by MSE the lowest is {lowest_mse}'s.")
+                     f"{spread:.3f}); lowest MSE: {lowest_mse}.")
         vaegan = next((t for t in models if t.endswith("VAE-GAN")), None)
         if vaegan:
             agrees = best == vaegan and lowest_mse == vaegan
-            lines.append("- The paper found the VAE/GAN's faces closest to their attributes by both scores, below the "
-                         "real test faces: " + ("so it is here." if agrees else
-                                                f"not here, where the order by cosine is {', '.join(models)}."))
+            lines.append("- The paper found the VAE/GAN's faces closest to their attributes: "
+                         + ("so they are here, by both scores." if agrees else
+                            f"not here, where the order by cosine is {', '.join(models)}."))
     return "\n".join(lines) + "\n"

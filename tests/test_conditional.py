@@ -166,3 +166,16 @@ def test_the_conditional_command_trains_scores_and_draws(faces_with_attributes, 
     out = capsys.readouterr().out
     assert "| conditional VAE-GAN |" in out and "| real faces (ceiling) |" in out
     assert "Bright" in C.judge_table(result["judge"])
+
+
+def test_the_reading_says_where_each_model_lies_and_whether_the_papers_order_holds():
+    def row(cosine, mse, sd=0.001):
+        return {"cosine": cosine, "cosine_sd": sd, "mse": mse, "mse_sd": sd}
+    rows = {"conditional VAE": row(0.6, 0.6), "conditional VAE-GAN": row(0.7, 0.5),
+            C.CEILING: row(0.8, 0.4, 0), C.FLOOR: row(0.3, 1.1)}
+    text = C.reading({"rows": rows})
+    assert "conditional VAE-GAN closes 80% of the way, conditional VAE closes 60%" in text
+    assert "Best by cosine: conditional VAE-GAN, 0.100 above conditional VAE (well beyond" in text
+    assert "so they are here, by both scores" in text
+    rows["conditional VAE"] = row(0.75, 0.45)
+    assert "not here, where the order by cosine is conditional VAE, conditional VAE-GAN" in C.reading({"rows": rows})
