@@ -109,6 +109,15 @@ def assert_results_consistent(folder, pdf, sizes, settings):
     if ablation.is_file():  # the discussion's table prints every row's FIDs as written by ablation.markdown
         for name, row in json.loads(ablation.read_text())["runs"].items():
             assert f"{row['fid_prior']:.1f}" in text and f"{row['fid_recon']:.1f}" in text, name
+    table = folder / "conditional.json"
+    if table.is_file():  # the paper's table: every conditional model, its figure, its numbers in the report
+        from labkit.conditional import CEILING, FLOOR
+        from labkit.models import CONDITIONAL
+        result = json.loads(table.read_text())
+        assert list(result["rows"]) == [*(s.title for s in CONDITIONAL.values()), CEILING, FLOOR]
+        assert len(result["protocol"]["seeds"]) >= 2 and (folder / "conditional.png").is_file()
+        for name, row in result["rows"].items():
+            assert f"{row['cosine']:.3f}" in text and f"{row['mse']:.3f}" in text, name
 
 
 def pdf_text(path):

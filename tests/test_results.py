@@ -22,8 +22,9 @@ def test_committed_results_are_consistent(profile):
     folder = ROOT / "figures" / profile
     record = json.loads((folder / "report.json").read_text())
     assert record["facts"]["profile"] == profile
-    if profile == "cpu":  # the ablation is a CPU experiment: a GPU job does not run it
+    if profile == "cpu":  # the ablation and the paper's table are CPU experiments: a GPU job runs neither
         assert (folder / "ablation.json").is_file(), "the cpu results come with their ablation table"
+        assert (folder / "conditional.json").is_file(), "the cpu results come with the paper's attribute table"
     settings = dict(profile=profile, **record["settings"])
     assert_results_consistent(folder, folder / "report.pdf", record["sizes"], settings)
 
