@@ -1,6 +1,6 @@
 """The paper's table (its section 4.2): do models conditioned on attributes draw faces that have them?
 
-    python -m labkit conditional --data data/        (about 35 minutes on a 2-core CPU)
+    python -m labkit conditional --data data/        (about half an hour on a 2-core CPU)
 
 Trains (or resumes) the conditional VAE, GAN and VAE-GAN (labkit.models.CONDITIONAL) at a
 profile's size, trains the attribute judge once (labkit.judge), then draws one face for each

@@ -38,10 +38,11 @@ def _fc_bn_relu(fin, fout):
     return nn.Sequential(nn.Linear(fin, fout, bias=False), nn.BatchNorm1d(fout), nn.ReLU())
 
 
-def _join(h, y, width):
+def _join(h, y, attributes):
     """h with the condition y concatenated (a conditional network), or h (an unconditional one)."""
-    if (y is None) != (width == 0):
-        raise ValueError(f"a network for {width} attributes was given {'no' if y is None else 'an'} attribute vector")
+    if (y is None) != (attributes == 0):
+        raise ValueError(f"a network for {attributes} attributes was given {'no' if y is None else 'an'} attribute "
+                         "vector")
     return h if y is None else torch.cat([h, y.to(h.dtype)], 1)
 
 
@@ -260,7 +261,7 @@ MODELS = {
 CONDITIONAL = {f"c{m}": replace(MODELS[m], title=f"conditional {MODELS[m].title.split(' (')[0]}",
                                  paper=f"{MODELS[m].paper}, given the attributes", base=m)
                for m in ("vae", "gan", "vaegan")}
-# Every model by name, in that order; a live view, so a model added to either group is in it.
+# Every model by name, the comparison's first; a live view: a model added to either group is in it.
 REGISTRY = ChainMap(CONDITIONAL, MODELS)
 
 

@@ -143,6 +143,14 @@ def test_a_time_limit_stops_with_a_checkpoint_and_resume_finishes_the_same_run(t
     assert loss_rows(tmp_path / "cut") == loss_rows(tmp_path / "straight")
 
 
+def test_resuming_a_finished_run_leaves_its_folder_as_it_was(tmp_path, monkeypatch):
+    training_loop(tmp_path / "run", model="vae", **RUN)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.is_file()}
+    monkeypatch.setattr(T, "provenance", lambda device=None: {"commit": "later"})  # resumed at other code
+    training_loop(tmp_path / "run", model="vae", resume=True, **RUN)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.is_file()} == before
+
+
 def test_resume_refuses_a_different_model_size(tmp_path):
     training_loop(tmp_path, model="vae", **RUN)
     with pytest.raises(LabkitError, match="latent=16 .now 32."):
