@@ -220,8 +220,8 @@ def train_run(run, o, resume, progress, deadline=None):
     if spec(o["model"]).conditional:
         o = dict(o, attributes=conditioning(o["data"])[0])
     t = setup(run, o, resume, deadline)
-    if t.step >= t.total:  # a finished run resumed: nothing to train, and its record stays the one that trained it
-        return
+    if t.step >= t.total and t.step == run.options().get("steps"):
+        return  # a finished run resumed as it was recorded: nothing to train, its record stays the one that trained it
     if t.writer:
         run.write_options(dict(o, device=str(t.device), fast=t.fast, data_used=t.note, steps=t.total,
                                processes=t.shard[1], provenance=provenance(t.device)))
