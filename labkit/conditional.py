@@ -116,16 +116,17 @@ def conditional(runs_dir="build/conditional", figures="build/figures", data=None
     """Train (or resume) the conditional models into runs_dir/<model>, then score them; writes
     figures/conditional.json and figures/conditional.png and returns the markdown table. shrink
     (epochs, limit, ...) sizes every run alike, for short probes."""
-    if D.attribute_split(data) is None:
+    found = D.attribute_split(data)
+    if found is None:
         raise LabkitError("the conditional models need CelebA and its list_attr_celeba*.txt beside the data "
                           "(--data or LABKIT_DATA)")
+    names, _, conditions = found
     runs_dir, figures = Path(runs_dir), Path(figures)
     for model in CONDITIONAL:
         training_loop(runs_dir / model, resume=True, model=model, profile=profile, data=data, progress=progress,
                       **shrink)
     t0 = time.time()
     judge, record = J.cached_judge(data, cache, progress=progress)
-    names, _, conditions = D.attribute_split(data)
     held_out, _ = D.holdout_set(data)
     judged = torch.tensor([record["attributes"][n]["verdict"] == "judged" for n in names])
     loaded = {m: load_nets(runs_dir / m) for m in CONDITIONAL}

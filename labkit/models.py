@@ -118,9 +118,10 @@ class Discriminator(nn.Module):
         return self.layer_l(self.convs(x))
 
     def forward(self, x, y=None):
-        features = self.features(x)
-        h = _join(self.head[:self.fc_at](features), y, self.attributes)
-        return self.head[self.fc_at:](h).squeeze(1), features
+        h = features = self.features(x)
+        for i, layer in enumerate(self.head):
+            h = layer(_join(h, y, self.attributes) if i == self.fc_at else h)
+        return h.squeeze(1), features
 
 
 class Nets(nn.Module):

@@ -217,9 +217,10 @@ class Training:
 def train_run(run, o, resume, progress, deadline=None):
     """One attempt at the run: set up (or restore), record the settings (a conditional run's with
     the attributes it is conditioned on), run the steps."""
-    if spec(o["model"]).conditional:
-        o = dict(o, attributes=conditioning(o["data"])[0])
-    t = setup(run, o, resume, deadline)
+    condition = conditioning(o["data"]) if spec(o["model"]).conditional else None
+    if condition is not None:
+        o = dict(o, attributes=condition[0])
+    t = setup(run, o, resume, deadline, condition)
     if t.step >= t.total and t.step == run.options().get("steps"):
         return  # a finished run resumed as it was recorded: nothing to train, its record stays the one that trained it
     if t.writer:
@@ -232,9 +233,9 @@ def train_run(run, o, resume, progress, deadline=None):
     run_steps(run, o, t, progress and t.writer)
 
 
-def setup(run, o, resume, deadline=None):
+def setup(run, o, resume, deadline=None, condition=None):
     """Device, data, networks, optimizers and noise of a run, restored from its checkpoint when
-    resuming."""
+    resuming; `condition`: a conditional run's attributes (see conditioning)."""
     if run.checkpoint.is_file() and not resume:
         raise LabkitError(f"{run.path}: already holds a run; pass --resume to continue it or choose another folder")
     rank, world = distributed()
@@ -243,8 +244,8 @@ def setup(run, o, resume, deadline=None):
     device = local_device(resolve_device(o["device"]), world)
     images, note = D.training_set(o["data"], o["limit"], device)
     labels = face_labels = None
-    if spec(o["model"]).conditional:
-        _, train_labels, face_labels = conditioning(o["data"])
+    if condition is not None:
+        _, train_labels, face_labels = condition
         labels = train_labels[:len(images)].to(device)
     train_path = D.resolve_data(o["data"])
     if train_path is not None:
